@@ -166,8 +166,9 @@ class HWConfig:
 
     @property
     def spad_rows(self) -> int:
-        """Number of scratchpad rows."""
-        return self.spad_kib * 1024 // self.spad_row_bytes
+        """Number of scratchpad rows (capacity rounded down to whole rows in every bank)."""
+        per_bank = self.spad_kib * 1024 // self.spad_row_bytes // self.spad_banks
+        return per_bank * self.spad_banks
 
     @property
     def acc_row_bytes(self) -> int:
@@ -176,8 +177,9 @@ class HWConfig:
 
     @property
     def acc_rows(self) -> int:
-        """Number of accumulator rows."""
-        return self.acc_kib * 1024 // self.acc_row_bytes
+        """Number of accumulator rows (capacity rounded down to whole rows in every bank)."""
+        per_bank = self.acc_kib * 1024 // self.acc_row_bytes // self.acc_banks
+        return per_bank * self.acc_banks
 
     # ---------------------------------------------------------------- round trip
     def to_dict(self) -> dict[str, Any]:

@@ -5,46 +5,64 @@ from __future__ import annotations
 from pathlib import Path
 
 from amaranth.back import verilog
+from amaranth.lib import wiring
 
+from . import isa
 from .config import HWConfig
+from .core import TandemCore
 from .systolic import SystolicArray
 
-__all__ = ["TOP_NAME", "build_top", "generate_verilog", "top_ports", "write_verilog"]
+__all__ = ["TOPS", "build_top", "generate_verilog", "top_name", "top_ports", "write_verilog"]
 
-#: Verilog module name of the current top-level design.
-TOP_NAME = "tandem_array"
-
-
-def build_top(config: HWConfig) -> SystolicArray:
-    """The current top-level component for ``config``."""
-    return SystolicArray(config)
+#: Generated tops: ``core`` (the accelerator, the default) and ``array`` (the systolic array).
+TOPS = {"core": ("tandem_core", TandemCore), "array": ("tandem_array", SystolicArray)}
 
 
-def top_ports(config: HWConfig) -> list[str]:
-    """Verilog names of the top-level ports (``clk``, ``rst`` and the flattened signature)."""
-    top = build_top(config)
-    top._MustUse__silence = True  # read for its signature only
-    return ["clk", "rst"] + [
-        "__".join(map(str, path)) for path, _member, _value in top.signature.flatten(top)
-    ]
+def top_name(top: str = "core") -> str:
+    """Verilog module name of a top."""
+    if top not in TOPS:
+        raise ValueError(f"top must be one of {', '.join(TOPS)}, not {top!r}")
+    return TOPS[top][0]
 
 
-def generate_verilog(config: HWConfig) -> str:
+def build_top(config: HWConfig, top: str = "core"):
+    """The top-level component ``top`` for ``config``."""
+    top_name(top)
+    return TOPS[top][1](config)
+
+
+def top_ports(config: HWConfig, top: str = "core") -> dict[str, tuple[str, int]]:
+    """Top-level ports: ``name: (direction "in"/"out", width)``, ``clk`` and ``rst`` first."""
+    comp = build_top(config, top)
+    comp._MustUse__silence = True  # read for its signature only
+    ports = {"clk": ("in", 1), "rst": ("in", 1)}
+    for path, member, value in comp.signature.flatten(comp):
+        width = len(value.as_value()) if hasattr(value, "as_value") else len(value)
+        ports["__".join(map(str, path))] = ("in" if member.flow == wiring.In else "out", width)
+    return ports
+
+
+def generate_verilog(config: HWConfig, top: str = "core") -> str:
     """Verilog text of the top for ``config``.
 
     Source locations and tool attributes are stripped, so the same config always gives
     byte-identical text on any machine and from any checkout path.
     """
     return verilog.convert(
-        build_top(config), name=TOP_NAME, emit_src=False, strip_internal_attrs=True
+        build_top(config, top), name=top_name(top), emit_src=False, strip_internal_attrs=True
     )
 
 
-def write_verilog(config: HWConfig, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``<top>.v`` and the resolved ``config.json`` into ``out_dir``; return their paths."""
+def write_verilog(config: HWConfig, out_dir: str | Path, top: str = "core") -> dict[str, Path]:
+    """Write ``<top>.v``, the resolved ``config.json`` and the ISA header ``tandem_isa.vh``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"verilog": out / f"{TOP_NAME}.v", "config": out / "config.json"}
-    paths["verilog"].write_text(generate_verilog(config))
+    paths = {
+        "verilog": out / f"{top_name(top)}.v",
+        "config": out / "config.json",
+        "isa": out / "tandem_isa.vh",
+    }
+    paths["verilog"].write_text(generate_verilog(config, top))
+    paths["isa"].write_text(isa.verilog_header())
     paths["config"].write_text(config.to_json())
     return paths

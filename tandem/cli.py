@@ -15,9 +15,11 @@ def _cmd_verilog(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     t0 = time.perf_counter()
-    paths = write_verilog(cfg, args.out)
+    paths = write_verilog(cfg, args.out, args.top)
     dt = time.perf_counter() - t0
-    print(f"config {cfg.name}: {cfg.rows}x{cfg.cols} array, dataflow {cfg.dataflow}")
+    print(
+        f"config {cfg.name}: {cfg.rows}x{cfg.cols} array, dataflow {cfg.dataflow}, top {args.top}"
+    )
     for kind, path in paths.items():
         print(f"  {kind:8s} {path}")
     print(f"generated in {dt:.2f} s")
@@ -35,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "verilog",
         help="write the Verilog of a configuration and its resolved config JSON",
-        description="Write <out>/tandem_array.v and <out>/config.json for a configuration. "
+        description="Write <out>/tandem_core.v (or tandem_array.v), <out>/config.json and "
+        "<out>/tandem_isa.vh for a configuration. "
         "The same config always gives byte-identical Verilog.",
     )
     p.add_argument(
@@ -45,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="preset name (tiny, default, wide, large) or a .toml/.json file",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    p.add_argument(
+        "--top",
+        choices=["core", "array"],
+        default="core",
+        help="core: the whole accelerator (default); array: the systolic array alone",
+    )
     p.set_defaults(func=_cmd_verilog)
     return parser
 

@@ -25,11 +25,11 @@ def bench_size(n: int, sims: tuple[str, ...]) -> dict:
     gen = []
     for _ in range(GEN_REPEATS):
         t0 = time.perf_counter()
-        generate_verilog(cfg)
+        generate_verilog(cfg, "array")
         gen.append(time.perf_counter() - t0)
     row = {"size": f"{n}x{n}", "gen_s": statistics.median(gen)}
     for sim in sims:
-        b = runner.build(cfg, sim, force=True)
+        b = runner.build(cfg, sim, top="array", force=True)
         cycles = 200_000 if sim == "verilator" else max(2_000, 200_000 // (n * n))
         out = b.build_dir / "bench.json"
         runner.run_bench(

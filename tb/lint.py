@@ -10,19 +10,26 @@ import subprocess
 import sys
 
 from rtl.config import HWConfig, load_config
-from rtl.generate import TOP_NAME, write_verilog
+from rtl.generate import TOPS, top_name, write_verilog
 from tb.runner import BUILD_ROOT, toolchain_env
 
 DEFAULT_TARGETS = ("tiny", "wide", "default")
 
 
-def lint_config(cfg: HWConfig) -> tuple[bool, str]:
-    """Lint the Verilog of ``cfg``; return (clean, Verilator's output)."""
-    out = BUILD_ROOT / "lint" / f"{cfg.name}-{cfg.dataflow}"
-    paths = write_verilog(cfg, out)
+def lint_config(cfg: HWConfig, top: str = "core") -> tuple[bool, str]:
+    """Lint the Verilog of ``top`` for ``cfg``; return (clean, Verilator's output)."""
+    out = BUILD_ROOT / "lint" / f"{cfg.name}-{cfg.dataflow}-{top}"
+    paths = write_verilog(cfg, out, top)
     env = dict(__import__("os").environ, **toolchain_env())
     proc = subprocess.run(
-        ["verilator", "--lint-only", "-Wno-WIDTH", "--top-module", TOP_NAME, str(paths["verilog"])],
+        [
+            "verilator",
+            "--lint-only",
+            "-Wno-WIDTH",
+            "--top-module",
+            top_name(top),
+            str(paths["verilog"]),
+        ],
         capture_output=True,
         text=True,
         env=env,
@@ -38,14 +45,15 @@ def main(argv: list[str]) -> int:
         configs += [tiny.replace(dataflow="ws"), tiny.replace(dataflow="os")]
     failed = 0
     for cfg in configs:
-        ok, text = lint_config(cfg)
-        print(
-            f"verilator lint {cfg.name} ({cfg.rows}x{cfg.cols}, {cfg.dataflow}): "
-            f"{'clean' if ok else 'FAILED'}"
-        )
-        if not ok:
-            failed += 1
-            print(text)
+        for top in TOPS:
+            ok, text = lint_config(cfg, top)
+            print(
+                f"verilator lint {top_name(top)} {cfg.name} ({cfg.rows}x{cfg.cols}, "
+                f"{cfg.dataflow}): {'clean' if ok else 'FAILED'}"
+            )
+            if not ok:
+                failed += 1
+                print(text)
     return 1 if failed else 0
 
 

@@ -27,7 +27,7 @@ from cocotb_tools import runner as cocotb_runner
 from cocotb_tools.check_results import get_results
 
 from rtl.config import HWConfig
-from rtl.generate import TOP_NAME, generate_verilog, top_ports
+from rtl.generate import generate_verilog, top_name, top_ports
 
 __all__ = [
     "SIMULATORS",
@@ -104,38 +104,65 @@ class Build:
     sim: str
     config: HWConfig
     build_dir: Path
-    verilog: Path
+    toplevel: str
     build_seconds: float  # 0.0 when reused from an earlier build
 
 
-def build(config: HWConfig, sim: str, *, force: bool = False) -> Build:
-    """Generate the Verilog of ``config`` and build it for ``sim``, reusing an identical build."""
+def _sources(config: HWConfig, top: str) -> tuple[str, dict[str, str], list[str]]:
+    """(HDL toplevel, {file name: text}, public port names) for a bench of ``top``."""
+    if top == "array":
+        name = top_name("array")
+        return (
+            name,
+            {f"{name}.v": generate_verilog(config, "array")},
+            list(top_ports(config, "array")),
+        )
+    if top == "core":
+        from tb.dram import BENCH_TOP, DRAM_SOURCE, bench_top_ports, bench_top_verilog
+
+        files = {
+            f"{top_name('core')}.v": generate_verilog(config, "core"),
+            DRAM_SOURCE.name: DRAM_SOURCE.read_text(),
+            f"{BENCH_TOP}.v": bench_top_verilog(config),
+        }
+        return BENCH_TOP, files, list(bench_top_ports(config))
+    raise ValueError(f"top must be 'array' or 'core', not {top!r}")
+
+
+def build(config: HWConfig, sim: str, *, top: str = "array", force: bool = False) -> Build:
+    """Generate the sources of a ``top`` bench for ``config`` and build them for ``sim``.
+
+    An identical earlier build (same simulator, config name and source hash) is reused.
+    """
     apply_toolchain_env()
-    text = generate_verilog(config)
-    vhash = hashlib.sha256(text.encode()).hexdigest()[:12]
-    build_dir = BUILD_ROOT / "sim" / sim / f"{config.name}-{vhash}"
-    verilog = build_dir / f"{TOP_NAME}.v"
+    toplevel, files, ports = _sources(config, top)
+    digest = hashlib.sha256()
+    for fname, text in sorted(files.items()):
+        digest.update(fname.encode() + b"\0" + text.encode())
+    build_dir = BUILD_ROOT / "sim" / sim / f"{config.name}-{top}-{digest.hexdigest()[:12]}"
     stamp = build_dir / "built.stamp"
     if stamp.exists() and not force:
-        return Build(sim, config, build_dir, verilog, 0.0)
+        return Build(sim, config, build_dir, toplevel, 0.0)
     if build_dir.exists():
         shutil.rmtree(build_dir)
     build_dir.mkdir(parents=True)
-    verilog.write_text(text)
+    sources = []
+    for fname, text in files.items():
+        (build_dir / fname).write_text(text)
+        sources.append(build_dir / fname)
     (build_dir / "config.json").write_text(config.to_json())
-    sources = [verilog]
     if sim == "verilator":
         # Only the top-level ports are made visible to cocotb (instead of --public-flat-rw).
         vlt = build_dir / "public.vlt"
         lines = ["`verilator_config"]
-        lines += [f'public_flat_rw -module "{TOP_NAME}" -var "{p}"' for p in top_ports(config)]
+        lines += [f'public_flat_rw -module "{toplevel}" -var "{p}"' for p in ports]
         vlt.write_text("\n".join(lines) + "\n")
         sources.append(vlt)
     runner = _make_runner(sim)
     t0 = time.perf_counter()
     kwargs = {
         "sources": sources,
-        "hdl_toplevel": TOP_NAME,
+        "hdl_toplevel": toplevel,
         "build_dir": build_dir,
         "timescale": ("1ns", "1ps"),
         "log_file": build_dir / "build.log",
@@ -150,7 +177,7 @@ def build(config: HWConfig, sim: str, *, force: bool = False) -> Build:
         raise SimulationFailed(f"{sim} build of config {config.name!r} failed:\n{tail}") from exc
     seconds = time.perf_counter() - t0
     stamp.write_text(f"{seconds:.3f}\n")
-    return Build(sim, config, build_dir, verilog, seconds)
+    return Build(sim, config, build_dir, toplevel, seconds)
 
 
 def run_bench(
@@ -180,7 +207,7 @@ def run_bench(
     with contextlib.suppress(SystemExit):
         runner.test(
             test_module=test_module,
-            hdl_toplevel=TOP_NAME,
+            hdl_toplevel=b.toplevel,
             hdl_toplevel_lang="verilog",
             testcase=testcase,
             build_dir=b.build_dir,

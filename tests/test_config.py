@@ -15,6 +15,12 @@ def test_presets_load(preset):
     assert preset.acc_rows * preset.acc_row_bytes == preset.acc_kib * 1024
 
 
+def test_rows_round_down_to_whole_banks():
+    cfg = HWConfig(rows=4, cols=5, acc_kib=8, acc_banks=2)  # 8192 / 20 = 409.6 rows
+    assert cfg.acc_rows == 408
+    assert cfg.acc_rows % cfg.acc_banks == 0
+
+
 def test_preset_shapes():
     shapes = {n: (load_config(n).rows, load_config(n).cols) for n in ("tiny", "default", "wide")}
     assert shapes == {"tiny": (4, 4), "default": (16, 16), "wide": (8, 32)}

@@ -23,7 +23,7 @@ SLOW_CASES = [("verilator", "large"), ("icarus", "default")]
 
 def _run(sim: str, name: str, seed: int, **env) -> None:
     cfg = load_config(name)
-    b = build(cfg, sim)
+    b = build(cfg, sim, top="array")
     run_bench(
         b,
         "tb.tb_systolic",
@@ -58,4 +58,6 @@ def test_systolic_seeds(name, seed):
 def test_single_dataflow_config(dataflow):
     """A config generated with one dataflow has no mode port and runs that dataflow."""
     cfg = load_config("tiny").replace(dataflow=dataflow, name=f"tiny_{dataflow}")
-    run_bench(build(cfg, "verilator"), "tb.tb_systolic", env={"TANDEM_SEED": "3"}, name="s3")
+    run_bench(
+        build(cfg, "verilator", top="array"), "tb.tb_systolic", env={"TANDEM_SEED": "3"}, name="s3"
+    )

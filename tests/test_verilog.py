@@ -7,9 +7,11 @@ import json
 import pytest
 
 from rtl.config import load_config
-from rtl.generate import TOP_NAME, generate_verilog
+from rtl.generate import generate_verilog, top_name
 from tandem.cli import main
 from tb.lint import lint_config
+
+TOP_NAME = top_name("core")
 
 
 @pytest.mark.parametrize("name", ["tiny", "default", "wide", "large"])
@@ -37,10 +39,27 @@ def test_different_configs_differ():
     assert generate_verilog(tiny) != generate_verilog(tiny.replace(cols=5))
 
 
+@pytest.mark.parametrize("top", ["core", "array"])
 @pytest.mark.parametrize("dataflow", ["ws", "os", "both"])
-def test_lint_clean(dataflow):
-    ok, text = lint_config(load_config("tiny").replace(dataflow=dataflow))
+def test_lint_clean(dataflow, top):
+    ok, text = lint_config(load_config("tiny").replace(dataflow=dataflow), top)
     assert ok, text
+
+
+def test_cli_writes_the_isa_header(tmp_path):
+    from rtl import isa
+
+    assert main(["verilog", "--config", "tiny", "--out", str(tmp_path)]) == 0
+    header = (tmp_path / "tandem_isa.vh").read_text()
+    assert f"localparam TANDEM_OP_MATMUL = {int(isa.Op.MATMUL)};" in header
+    lsb, width, _ = isa.FIELDS[isa.Op.LOAD]["rows"]
+    assert f"localparam TANDEM_LOAD_ROWS_LSB = {lsb};" in header
+    assert f"localparam TANDEM_LOAD_ROWS_WIDTH = {width};" in header
+
+
+def test_cli_array_top(tmp_path):
+    assert main(["verilog", "--config", "tiny", "--top", "array", "--out", str(tmp_path)]) == 0
+    assert "module tandem_array(" in (tmp_path / "tandem_array.v").read_text()
 
 
 def test_cli_bad_config(tmp_path, capsys):

@@ -1,0 +1,443 @@
+"""Reference interpreter of the Tandem ISA, for testing programs without the RTL.
+
+`run` executes a program on a DRAM image exactly as ``docs/isa.md`` specifies LOAD, MATMUL,
+STORE and the CFG commands, on NumPy state: scratchpad rows of ``rows`` int8, accumulator rows of
+``cols`` int32 (wrapping at ``acc_width`` bits), the bias, requantization and store tables.
+
+Control is modelled like the core: a decoder dispatches commands in program order into the load,
+exec and store queues (depths from the config; FENCE waits until every queue is empty); the three
+in-order units take turns (round robin), each running its head command once the dependency
+tokens it pops are available. A command pops before it starts and pushes when it has finished.
+
+Beyond the ISA's own errors (`isa.Cause`, raised as `ProgramError` naming the command index and
+field), the interpreter checks what the hardware cannot see:
+
+* deadlock -- every unit waits for a token with commands left (`DeadlockError`);
+* races -- with vector clocks carried by the tokens it checks that every scratchpad or
+  accumulator row is written and read in an order the tokens guarantee, whatever the relative
+  speed of the units (`HazardError`); a program that passes is correct on any timing;
+* reads of scratchpad or accumulator rows, biases or requantization columns never written
+  (``strict=True``; the hardware's reset contents are undefined).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from rtl import isa
+from rtl.config import HWConfig
+from rtl.isa import Cause, Op
+
+from .gemm import wrap_signed
+from .requant import RequantParams, requantize
+
+__all__ = ["DeadlockError", "HazardError", "ProgramError", "RunResult", "execute", "run"]
+
+_LOAD, _EXEC, _STORE = 0, 1, 2
+_UNITS = ("load", "exec", "store")
+_UNIT_OF = {
+    Op.LOAD: _LOAD,
+    Op.MATMUL: _EXEC,
+    Op.CFG_BIAS: _EXEC,
+    Op.STORE: _STORE,
+    Op.CFG_QUANT: _STORE,
+    Op.CFG_STORE: _STORE,
+}
+# (unit, flag) -> token counter; a flag missing here is BAD_TOKEN for that unit.
+_POPS = {
+    (_LOAD, "pop_next"): "e2l",
+    (_EXEC, "pop_prev"): "l2e",
+    (_EXEC, "pop_next"): "s2e",
+    (_STORE, "pop_prev"): "e2s",
+}
+_PUSHES = {
+    (_LOAD, "push_next"): "l2e",
+    (_EXEC, "push_prev"): "e2l",
+    (_EXEC, "push_next"): "e2s",
+    (_STORE, "push_prev"): "s2e",
+}
+_FLAGS = ("pop_prev", "pop_next", "push_prev", "push_next")
+
+
+class ProgramError(ValueError):
+    """A command that cannot run.
+
+    Attributes
+    ----------
+    index : int or None
+        Index of the offending command in the program.
+    cause : isa.Cause or None
+        The core's error cause, or None for what only the interpreter detects (DRAM range,
+        races, uninitialized reads, deadlock).
+    """
+
+    def __init__(self, message: str, *, index: int | None = None, cause: Cause | None = None):
+        super().__init__(message)
+        self.index = index
+        self.cause = cause
+
+
+class DeadlockError(ProgramError):
+    """Every unit is blocked on a dependency token (or the decoder on a full queue) forever."""
+
+
+class HazardError(ProgramError):
+    """Two units touch the same row in an order the dependency tokens do not guarantee."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What `execute` leaves behind.
+
+    Parameters
+    ----------
+    dram : bytes
+        The final DRAM image.
+    commands : dict of str to int
+        Commands run by each unit (``load``, ``exec``, ``store``).
+    tokens_left : dict of str to int
+        Tokens pushed but never popped, per counter (``l2e``, ``e2l``, ``e2s``, ``s2e``).
+    rounds : int
+        Scheduling rounds (a rough measure of how well the units overlapped).
+    """
+
+    dram: bytes
+    commands: dict[str, int]
+    tokens_left: dict[str, int]
+    rounds: int
+
+
+class _Machine:
+    def __init__(self, config: HWConfig, program: list[isa.Command], image: bytes, strict: bool):
+        self.cfg = config
+        self.prog = program
+        self.strict = strict
+        r, c = config.rows, config.cols
+        self.r, self.c, self.wrows = r, c, math.ceil(c / r)
+        self.spad = np.zeros((config.spad_rows, r), dtype=np.int8)
+        self.acc = np.zeros((config.acc_rows, c), dtype=np.int64)
+        self.bias = np.zeros(c, dtype=np.int64)
+        self.mult = [0] * c
+        self.shift = [0] * c
+        self.bias_set = np.zeros(c, dtype=bool)
+        self.quant_set = np.zeros(c, dtype=bool)
+        self.zp, self.lo, self.hi = 0, -128, 127
+        self.dram = np.frombuffer(bytearray(image), dtype=np.uint8)
+        # Race tracking: per row, the sequence number (1-based, per unit) of the last writer and
+        # reader; clock[u][v] = how many commands of unit v unit u knows to have finished.
+        self.spad_w = np.zeros(config.spad_rows, dtype=np.int64)  # load seq
+        self.spad_r = np.zeros(config.spad_rows, dtype=np.int64)  # exec seq
+        self.acc_w = np.zeros(config.acc_rows, dtype=np.int64)  # exec seq
+        self.acc_r = np.zeros(config.acc_rows, dtype=np.int64)  # store seq
+        self.clock = np.zeros((3, 3), dtype=np.int64)
+        self.ran: tuple[list[int], ...] = ([], [], [])  # program index of each unit's commands
+        self.tokens: dict[str, deque[np.ndarray]] = {
+            k: deque() for k in ("l2e", "e2l", "e2s", "s2e")
+        }
+
+    # ---------------------------------------------------------------- helpers
+    def error(
+        self,
+        idx: int,
+        msg: str,
+        cause: Cause | None = None,
+        kind: type[ProgramError] = ProgramError,
+    ) -> ProgramError:
+        cmd = self.prog[idx]
+        text = isa.disassemble(
+            isa.encode(cmd.op, **cmd.fields, **{f: getattr(cmd, f) for f in _FLAGS})
+        )
+        return kind(f"command {idx} ({text}): {msg}", index=idx, cause=cause)
+
+    def pops(self, u: int, idx: int) -> list[str]:
+        cmd = self.prog[idx]
+        return [_POPS[(u, f)] for f in ("pop_prev", "pop_next") if getattr(cmd, f)]
+
+    def ready(self, u: int, idx: int) -> bool:
+        return all(self.tokens[t] for t in self.pops(u, idx))
+
+    def check_dram(self, idx: int, addr: int, rows: int, stride: int, ln: int, what: str) -> None:
+        end = addr + (rows - 1) * stride + ln
+        if end > self.dram.size:
+            raise self.error(
+                idx,
+                f"{what} DRAM bytes up to {end - 1} (dram_addr={addr}, rows={rows}, "
+                f"stride={stride}, len={ln}), beyond the {self.dram.size}-byte DRAM image",
+            )
+
+    def hazard(self, idx: int, u: int, seqs: np.ndarray, other: int, what: str) -> None:
+        """Raise unless every command of unit `other` numbered in `seqs` happens-before us."""
+        if seqs.size and int(seqs.max()) > self.clock[u][other]:
+            last = self.ran[other][int(seqs.max()) - 1]
+            raise self.error(
+                idx,
+                f"race: {what} command {last} ({self.prog[last].op.name}), which no dependency "
+                f"token orders before this one; add a push/pop token pair between the "
+                f"{_UNITS[other]} and {_UNITS[u]} units",
+                kind=HazardError,
+            )
+
+    def uninit(self, idx: int, seqs: np.ndarray, what: str) -> None:
+        if self.strict and seqs.size and int(seqs.min()) == 0:
+            raise self.error(idx, f"reads {what} that nothing has written (undefined after reset)")
+
+    # ---------------------------------------------------------------- one command
+    def step(self, u: int, idx: int) -> None:
+        cmd = self.prog[idx]
+        for t in self.pops(u, idx):
+            self.clock[u] = np.maximum(self.clock[u], self.tokens[t].popleft())
+        seq = int(self.clock[u][u]) + 1
+        getattr(self, f"_{cmd.op.name.lower()}")(idx, cmd.fields, seq)
+        self.clock[u][u] = seq
+        self.ran[u].append(idx)
+        for f in ("push_prev", "push_next"):
+            if getattr(cmd, f):
+                self.tokens[_PUSHES[(u, f)]].append(self.clock[u].copy())
+
+    def _load(self, idx: int, f: dict[str, int], seq: int) -> None:
+        rows, ln, sa = f["rows"], f["len"], f["spad_addr"]
+        if rows == 0:
+            raise self.error(idx, "rows=0: a LOAD moves at least one row", Cause.BAD_LENGTH)
+        if not 1 <= ln <= self.r:
+            raise self.error(
+                idx, f"len={ln} must be in 1..{self.r} (one scratchpad row)", Cause.BAD_LENGTH
+            )
+        if sa + rows > self.cfg.spad_rows:
+            raise self.error(
+                idx,
+                f"spad_addr={sa} + rows={rows} touches scratchpad row {sa + rows - 1} >= "
+                f"spad_rows={self.cfg.spad_rows}",
+                Cause.SPAD_RANGE,
+            )
+        tgt = slice(sa, sa + rows)
+        self.hazard(idx, _LOAD, self.spad_r[tgt], _EXEC, "overwrites scratchpad rows read by")
+        self.spad[tgt] = 0
+        if not f["zero"]:
+            da, stride = f["dram_addr"], f["stride"]
+            self.check_dram(idx, da, rows, stride, ln, "reads")
+            src = da + np.arange(rows)[:, None] * stride + np.arange(ln)
+            self.spad[tgt, :ln] = self.dram[src].view(np.int8)
+        self.spad_w[tgt] = seq
+
+    def _matmul(self, idx: int, f: dict[str, int], seq: int) -> None:
+        nx, ny = f["nx"], f["ny"]
+        if nx == 0 or ny == 0:
+            raise self.error(idx, f"nx={nx}, ny={ny}: both must be >= 1", Cause.BAD_LENGTH)
+        spad_rows, acc_rows = self.cfg.spad_rows, self.cfg.acc_rows
+        wa, wn = f["w_addr"], self.r * self.wrows
+        if wa + wn > spad_rows:
+            raise self.error(
+                idx,
+                f"w_addr={wa}: the weight tile ({self.r} x {self.wrows} rows) reaches scratchpad "
+                f"row {wa + wn - 1} >= spad_rows={spad_rows}",
+                Cause.SPAD_RANGE,
+            )
+        aa, sx, sy = f["a_addr"], f["a_stride_x"], f["a_stride_y"]
+        last = aa + (ny - 1) * sy + (nx - 1) * sx
+        if last >= spad_rows:
+            raise self.error(
+                idx,
+                f"a_addr={aa} + (ny-1)*a_stride_y + (nx-1)*a_stride_x reaches scratchpad row "
+                f"{last} >= spad_rows={spad_rows}",
+                Cause.SPAD_RANGE,
+            )
+        ra = f["acc_addr"]
+        if ra + nx * ny > acc_rows:
+            raise self.error(
+                idx,
+                f"acc_addr={ra} + nx*ny={nx * ny} touches accumulator row {ra + nx * ny - 1} >= "
+                f"acc_rows={acc_rows}",
+                Cause.ACC_RANGE,
+            )
+        wrows = slice(wa, wa + wn)
+        arows = (aa + np.arange(ny)[:, None] * sy + np.arange(nx) * sx).reshape(-1)
+        out_rows = slice(ra, ra + nx * ny)
+        for rows, what in ((wrows, "weight rows (w_addr)"), (arows, "activation rows (a_addr)")):
+            self.uninit(idx, self.spad_w[rows], f"scratchpad {what}")
+            self.hazard(idx, _EXEC, self.spad_w[rows], _LOAD, f"reads {what} written by")
+        self.hazard(idx, _EXEC, self.acc_r[out_rows], _STORE, "overwrites accumulator rows read by")
+        w = self.spad[wrows].reshape(self.r, self.wrows * self.r)[:, : self.c]
+        # |a*w| <= 2**14 and rows <= 256 terms: the float64 product is exact.
+        prod = (self.spad[arows].astype(np.float64) @ w.astype(np.float64)).astype(np.int64)
+        if f["acc"]:
+            self.uninit(idx, self.acc_w[out_rows], "accumulator rows (acc=1)")
+            base = self.acc[out_rows]
+        else:
+            if self.strict and not self.bias_set.all():
+                missing = np.flatnonzero(~self.bias_set).tolist()
+                raise self.error(
+                    idx, f"acc=0 adds the bias of columns {missing}, never set by CFG_BIAS"
+                )
+            base = self.bias[None, :]
+        self.acc[out_rows] = wrap_signed(base + prod, self.cfg.acc_width)
+        self.spad_r[wrows] = seq
+        self.spad_r[arows] = seq
+        self.acc_w[out_rows] = seq
+
+    def _store(self, idx: int, f: dict[str, int], seq: int) -> None:
+        rows, ln, ra = f["rows"], f["len"], f["acc_addr"]
+        if rows == 0:
+            raise self.error(idx, "rows=0: a STORE moves at least one row", Cause.BAD_LENGTH)
+        if not 1 <= ln <= self.c:
+            raise self.error(
+                idx, f"len={ln} must be in 1..{self.c} (one accumulator row)", Cause.BAD_LENGTH
+            )
+        if ra + rows > self.cfg.acc_rows:
+            raise self.error(
+                idx,
+                f"acc_addr={ra} + rows={rows} touches accumulator row {ra + rows - 1} >= "
+                f"acc_rows={self.cfg.acc_rows}",
+                Cause.ACC_RANGE,
+            )
+        da, stride = f["dram_addr"], f["stride"]
+        self.check_dram(idx, da, rows, stride, ln, "writes")
+        src = slice(ra, ra + rows)
+        self.uninit(idx, self.acc_w[src], "accumulator rows")
+        self.hazard(idx, _STORE, self.acc_w[src], _EXEC, "reads accumulator rows written by")
+        if self.strict and not self.quant_set[:ln].all():
+            missing = np.flatnonzero(~self.quant_set[:ln]).tolist()
+            raise self.error(idx, f"requantizes columns {missing}, never set by CFG_QUANT")
+        params = RequantParams(tuple(self.mult[:ln]), tuple(self.shift[:ln]), zero_point=self.zp)
+        y = np.clip(requantize(self.acc[src, :ln], params), self.lo, self.hi).astype(np.int8)
+        dst = da + np.arange(rows)[:, None] * stride + np.arange(ln)
+        self.dram[dst] = y.view(np.uint8)
+        self.acc_r[src] = seq
+
+    def _cfg_bias(self, idx: int, f: dict[str, int], seq: int) -> None:
+        col = self.column(idx, f)
+        self.bias[col] = f["bias"]
+        self.bias_set[col] = True
+
+    def _cfg_quant(self, idx: int, f: dict[str, int], seq: int) -> None:
+        col = self.column(idx, f)
+        if f["shift"] > 63:  # pragma: no cover - the 6-bit field cannot hold more
+            raise self.error(idx, f"shift={f['shift']} > 63", Cause.BAD_COLUMN)
+        self.mult[col], self.shift[col] = f["multiplier"], f["shift"]
+        self.quant_set[col] = True
+
+    def _cfg_store(self, idx: int, f: dict[str, int], seq: int) -> None:
+        self.zp, self.lo, self.hi = f["zero_point"], f["lo"], f["hi"]
+
+    def column(self, idx: int, f: dict[str, int]) -> int:
+        if f["col"] >= self.c:
+            raise self.error(idx, f"col={f['col']} >= cols={self.c}", Cause.BAD_COLUMN)
+        return f["col"]
+
+
+def _decode(program: Iterable[int]) -> list[isa.Command]:
+    cmds = []
+    for idx, word in enumerate(program):
+        try:
+            cmd = isa.decode(int(word))
+        except ValueError as exc:
+            raise ProgramError(f"command {idx}: {exc}", index=idx, cause=Cause.BAD_OPCODE) from None
+        if cmd.op in (Op.DWCONV, Op.EWISE):
+            raise ProgramError(
+                f"command {idx} ({cmd.op.name}): reserved for the vector unit, which this "
+                f"interpreter does not model",
+                index=idx,
+                cause=Cause.BAD_OPCODE,
+            )
+        unit = _UNIT_OF.get(cmd.op)
+        for flag in _FLAGS:
+            if getattr(cmd, flag) and (
+                unit is None or ((unit, flag) not in _POPS and (unit, flag) not in _PUSHES)
+            ):
+                where = f"the {_UNITS[unit]} unit" if unit is not None else "the decoder"
+                raise ProgramError(
+                    f"command {idx} ({cmd.op.name}): +{flag} is not a token {where} can "
+                    f"exchange (see the table in docs/isa.md)",
+                    index=idx,
+                    cause=Cause.BAD_TOKEN,
+                )
+        cmds.append(cmd)
+    return cmds
+
+
+def execute(
+    config: HWConfig, program: Iterable[int], image: bytes | bytearray, *, strict: bool = True
+) -> RunResult:
+    """Run a program on a DRAM image; return the final image and statistics.
+
+    Parameters
+    ----------
+    config : HWConfig
+        Array size, scratchpad and accumulator rows, accumulator width, queue depths.
+    program : iterable of int
+        128-bit command words (the program is taken from here, not fetched from ``image``).
+    image : bytes
+        The initial DRAM image; it is not modified.
+    strict : bool
+        Also reject reads of rows, biases or requantization columns never written.
+
+    Raises
+    ------
+    ProgramError
+        An ISA error (with its `isa.Cause`), a DRAM access beyond the image, or a read of
+        undefined state; `DeadlockError` and `HazardError` for token problems. The message names
+        the command index, the command and the field.
+    """
+    cmds = _decode(program)
+    m = _Machine(config, cmds, bytes(image), strict)
+    depth = (config.load_queue_depth, config.exec_queue_depth, config.store_queue_depth)
+    queues: tuple[deque[int], ...] = (deque(), deque(), deque())
+    done = [0, 0, 0]
+    pc, rounds = 0, 0
+    while True:
+        rounds += 1
+        progress = False
+        while pc < len(cmds):  # the decoder, in program order
+            op = cmds[pc].op
+            if op == Op.NOP or (op == Op.FENCE and not any(queues)):
+                pc += 1
+            elif op == Op.FENCE:
+                break
+            else:
+                u = _UNIT_OF[op]
+                if len(queues[u]) >= depth[u]:
+                    break
+                queues[u].append(pc)
+                pc += 1
+            progress = True
+        for u in (_LOAD, _EXEC, _STORE):  # each unit runs at most one command per round
+            if queues[u] and m.ready(u, queues[u][0]):
+                m.step(u, queues[u].popleft())
+                done[u] += 1
+                progress = True
+        if progress:
+            continue
+        if pc >= len(cmds) and not any(queues):
+            break
+        waits = []
+        for u in (_LOAD, _EXEC, _STORE):
+            if queues[u]:
+                idx = queues[u][0]
+                empty = [t for t in m.pops(u, idx) if not m.tokens[t]]
+                waits.append(
+                    f"{_UNITS[u]} unit at command {idx} ({cmds[idx].op.name}) waits "
+                    f"for an {'/'.join(empty)} token"
+                )
+        if pc < len(cmds):
+            why = "FENCE" if cmds[pc].op == Op.FENCE else "a full queue"
+            waits.append(f"the decoder at command {pc} waits on {why}")
+        raise DeadlockError(
+            f"deadlock: {'; '.join(waits)}; every token popped must be pushed by an earlier "
+            f"command of the neighbouring unit",
+            index=pc if pc < len(cmds) else None,
+        )
+    return RunResult(
+        dram=m.dram.tobytes(),
+        commands=dict(zip(_UNITS, done, strict=True)),
+        tokens_left={k: len(v) for k, v in m.tokens.items()},
+        rounds=rounds,
+    )
+
+
+def run(config: HWConfig, program: Iterable[int], image: bytes | bytearray) -> bytes:
+    """Run a program on a DRAM image and return the final image (see `execute`)."""
+    return execute(config, program, image).dram

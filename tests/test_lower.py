@@ -1,0 +1,453 @@
+"""Lowering to programs, checked bit for bit on the reference interpreter against the golden."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+
+import numpy as np
+import pytest
+
+from kernels.conv import layer_golden, random_layer_data
+from kernels.interp import DeadlockError, HazardError, ProgramError, execute, run
+from kernels.layers import Conv2D, Dense, parse_layer_spec
+from kernels.lower import ALIGN, TilePlan, default_plan, lower
+from rtl import isa
+from rtl.config import HWConfig, load_config
+from rtl.isa import Cause, Op
+
+CONFIGS = {name: load_config(name) for name in ("tiny", "wide", "default")}
+
+
+def footprint(config, program):
+    """Highest scratchpad and accumulator row (+1) any command touches, read from the words."""
+    wrows = math.ceil(config.cols / config.rows)
+    spad = acc = 0
+    for word in program:
+        c = isa.decode(word)
+        if c.op == Op.LOAD:
+            spad = max(spad, c.spad_addr + c.rows)
+        elif c.op == Op.MATMUL:
+            last_a = c.a_addr + (c.ny - 1) * c.a_stride_y + (c.nx - 1) * c.a_stride_x
+            spad = max(spad, c.w_addr + config.rows * wrows, last_a + 1)
+            acc = max(acc, c.acc_addr + c.nx * c.ny)
+        elif c.op == Op.STORE:
+            acc = max(acc, c.acc_addr + c.rows)
+    return spad, acc
+
+
+def token_balance(program):
+    """Pushes minus pops per counter, read from the flags."""
+    bal = {"l2e": 0, "e2l": 0, "e2s": 0, "s2e": 0}
+    for word in program:
+        c = isa.decode(word)
+        if c.queue == isa.Queue.LOAD:
+            bal["l2e"] += c.push_next
+            bal["e2l"] -= c.pop_next
+        elif c.queue == isa.Queue.EXEC:
+            bal["l2e"] -= c.pop_prev
+            bal["s2e"] -= c.pop_next
+            bal["e2l"] += c.push_prev
+            bal["e2s"] += c.push_next
+        elif c.queue == isa.Queue.STORE:
+            bal["e2s"] -= c.pop_prev
+            bal["s2e"] += c.push_prev
+    return bal
+
+
+def check_lowering(config, layer, plan=None, seed=0):
+    rng = np.random.default_rng(seed)
+    tensors = random_layer_data(layer, rng)
+    low = lower(config, layer, tensors, plan)
+    want = layer_golden(layer, tensors)
+    # Start the output region as the bitwise complement of the answer: every byte must be written.
+    image = bytearray(low.image)
+    out = low.output
+    image[out.addr : out.addr + out.nbytes] = (~want).astype(np.int8).tobytes()
+    result = execute(config, low.program, image)
+    got = out.read(result.dram)
+    assert got.shape == layer.output_shape
+    if not np.array_equal(got, want):
+        bad = np.argwhere(got != want)
+        pytest.fail(f"{len(bad)} outputs differ, first at {bad[0].tolist()}: plan {low.plan}")
+    assert all(v == 0 for v in result.tokens_left.values()), result.tokens_left
+    assert all(v == 0 for v in token_balance(low.program).values())
+    spad, acc = footprint(config, low.program)
+    plan_spad, plan_acc = low.plan.footprint(config, layer)
+    assert spad <= plan_spad <= config.spad_rows
+    assert acc <= plan_acc <= config.acc_rows
+    # Everything but the output region is left as it was.
+    before, after = np.frombuffer(low.image, np.uint8), np.frombuffer(result.dram, np.uint8)
+    mask = np.ones(len(before), bool)
+    mask[out.addr : out.addr + out.nbytes] = False
+    assert np.array_equal(before[mask], after[mask])
+    return low
+
+
+# (config, layer spec, plan) -- awkward on purpose: channels not multiples of the array, kernels
+# 1..7, strides 1..3, paddings 0..3, tiles that do not divide the output, batches, dense layers.
+CASES = [
+    ("tiny", "conv:h=5,w=5,cin=1,cout=1,k=1", None),
+    ("tiny", "conv:h=7,w=9,cin=3,cout=5,k=3,s=1,p=1", None),
+    ("tiny", "conv:h=7,w=9,cin=3,cout=5,k=3,s=1,p=1", TilePlan(2, 4)),
+    ("tiny", "conv:h=7,w=9,cin=3,cout=5,k=3,s=1,p=1", TilePlan(3, 9, double_buffer=False)),
+    ("tiny", "conv:h=9,w=8,cin=17,cout=6,k=3,s=2,p=0,act=relu", None),
+    ("tiny", "conv:h=9,w=8,cin=6,cout=9,k=5,s=2,p=2,act=relu6", TilePlan(2, 3)),
+    ("tiny", "conv:h=11,w=10,cin=3,cout=4,k=7,s=2,p=3", None),
+    ("tiny", "conv:h=6,w=6,cin=5,cout=3,k=3,s=1,p=2,n=2", TilePlan(4, 5)),
+    ("tiny", "conv:h=4,w=5,cin=2,cout=3,k=3,s=3,p=3", None),
+    ("tiny", "conv:h=8,w=8,cin=8,cout=10,k=1,s=2,n=2,act=relu", TilePlan(3, 4)),
+    ("tiny", "gemm:m=10,k=70,n=30", None),
+    ("tiny", "gemm:m=13,k=3,n=5,act=relu", TilePlan(1, 4)),
+    ("tiny", "conv:h=6,w=7,cin=9,cout=11,k=3,p=1", TilePlan(2, 7, resident_weights=False)),
+    ("tiny", "conv:h=6,w=7,cin=9,cout=11,k=3,p=1",
+     TilePlan(3, 4, resident_weights=False, n_outer=True)),
+    ("tiny", "conv:h=6,w=7,cin=9,cout=11,k=3,p=1",
+     TilePlan(4, 3, double_buffer=False, resident_weights=False)),
+    ("tiny", "conv:h=6,w=7,cin=9,cout=11,k=3,p=1",
+     TilePlan(2, 2, double_buffer=False, resident_weights=False, n_outer=True)),
+    ("wide", "conv:h=7,w=7,cin=1,cout=1,k=3,p=1", None),
+    ("wide", "conv:h=10,w=11,cin=17,cout=33,k=5,s=2,p=2,act=relu", None),
+    ("wide", "conv:h=10,w=11,cin=17,cout=33,k=5,s=2,p=2,act=relu", TilePlan(2, 3)),
+    ("wide", "conv:h=9,w=9,cin=12,cout=70,k=3,s=2,p=1,n=2,act=relu6", TilePlan(2, 5)),
+    ("wide", "conv:h=12,w=12,cin=8,cout=40,k=1", TilePlan(5, 12, resident_weights=False)),
+    ("wide", "gemm:m=37,k=19,n=65,act=relu", None),
+    ("wide", "gemm:m=300,k=9,n=7", None),
+    ("default", "conv:h=16,w=16,cin=3,cout=16,k=7,s=2,p=3,act=relu", None),
+    ("default", "conv:h=14,w=14,cin=40,cout=20,k=3,s=1,p=1", None),
+    ("default", "conv:h=14,w=14,cin=40,cout=20,k=3,s=1,p=1", TilePlan(5, 6)),
+    ("default", "conv:h=9,w=10,cin=17,cout=33,k=3,s=2,p=0,n=2,act=relu", TilePlan(3, 3)),
+    ("default", "conv:h=8,w=8,cin=16,cout=17,k=1", TilePlan(8, 8, double_buffer=False)),
+    ("default", "conv:h=5,w=5,cin=33,cout=1,k=5,p=2,act=relu6", None),
+    ("default", "gemm:m=100,k=70,n=30,act=relu", None),
+    ("default", "gemm:m=1,k=300,n=3", None),
+    ("default", "gemm:m=64,k=48,n=48", TilePlan(1, 20, resident_weights=False, n_outer=True)),
+]  # fmt: skip
+
+
+def case_id(case):
+    config, spec, plan = case
+    if plan is None:
+        return f"{config}-{spec}-default"
+    flags = "".join(
+        f"-{name}" for name, on in (("single", not plan.double_buffer),
+        ("stream", not plan.resident_weights), ("n_outer", plan.n_outer)) if on
+    )  # fmt: skip
+    return f"{config}-{spec}-{plan.tile}{flags}"
+
+
+@pytest.mark.parametrize(("config", "spec", "plan"), CASES, ids=[case_id(c) for c in CASES])
+def test_lowered_program_matches_golden(config, spec, plan):
+    check_lowering(CONFIGS[config], parse_layer_spec(spec), plan, seed=len(spec))
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_layers_and_plans(seed):
+    """Random shapes, strides, paddings, batches and plans on the three presets."""
+    rng = np.random.default_rng(1000 + seed)
+    config = CONFIGS[("tiny", "wide", "default")[seed % 3]]
+    if seed % 5 == 4:
+        layer = Dense(
+            f"fc{seed}",
+            m=int(rng.integers(1, 40)),
+            k=int(rng.integers(1, 80)),
+            n=int(rng.integers(1, 70)),
+            act=str(rng.choice(["none", "relu", "relu6"])),
+        )
+    else:
+        k = int(rng.choice([1, 3, 5, 7]))
+        pad = int(rng.integers(0, min(k, 4)))
+        layer = Conv2D(
+            f"conv{seed}", h=int(rng.integers(max(1, k - 2 * pad), 13)),
+            w=int(rng.integers(max(1, k - 2 * pad), 13)), cin=int(rng.integers(1, 40)),
+            cout=int(rng.integers(1, 45)), k=k, stride=int(rng.integers(1, 4)), pad=pad,
+            batch=int(rng.integers(1, 3)), act=str(rng.choice(["none", "relu", "relu6"])),
+        )  # fmt: skip
+    plan = None
+    if seed % 4:
+        plan = TilePlan(
+            int(rng.integers(1, layer.out_h + 1)), int(rng.integers(1, layer.out_w + 1)),
+            double_buffer=bool(rng.integers(0, 4)), resident_weights=bool(rng.integers(0, 2)),
+            n_outer=bool(rng.integers(0, 2)),
+        )  # fmt: skip
+        try:
+            plan.validate(config, layer)
+        except ValueError:
+            plan = None  # e.g. resident weights too big for tiny: use the default plan
+    check_lowering(config, layer, plan, seed=seed)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        HWConfig(name="tall", rows=16, cols=4, spad_kib=16, acc_kib=4),  # cols < rows
+        HWConfig(name="odd", rows=8, cols=12, spad_kib=16, acc_kib=8, spad_banks=1, acc_banks=1),
+    ],
+    ids=lambda c: c.name,
+)
+@pytest.mark.parametrize(
+    "plan", [None, TilePlan(2, 2, resident_weights=False, n_outer=True)], ids=["default", "2x2"]
+)
+def test_other_array_shapes(config, plan):
+    # "odd": a weight row spans ceil(12/8) = 2 scratchpad rows, the second half used.
+    check_lowering(config, parse_layer_spec("conv:h=7,w=6,cin=19,cout=13,k=3,s=2,p=1,n=2"), plan)
+
+
+def test_weights_stream_when_they_do_not_fit():
+    # 5*5*17 inputs x 33 outputs: 4500 weight rows > the 4096 of tiny, so weights stream.
+    layer = parse_layer_spec("conv:h=10,w=11,cin=17,cout=33,k=5,s=2,p=2")
+    plan = default_plan(CONFIGS["tiny"], layer)
+    assert not plan.resident_weights
+    check_lowering(CONFIGS["tiny"], layer)
+
+
+def test_default_plan_prefers_full_width_then_rows():
+    cfg = CONFIGS["default"]  # 1024 accumulator rows: 512 per buffer
+    layer = Conv2D("c", h=56, w=56, cin=16, cout=16, k=3, pad=1)
+    plan = default_plan(cfg, layer)
+    assert (plan.oh_t, plan.ow_t) == (512 // 56, 56) and plan.resident_weights
+    plan.validate(cfg, layer)
+    wide = Dense("fc", m=5000, k=16, n=16)
+    plan = default_plan(cfg, wide)
+    assert (plan.oh_t, plan.ow_t) == (1, 512)
+
+
+def test_single_queue_slots_do_not_deadlock():
+    # Every pop's push comes earlier in the program, so even 1-deep queues cannot deadlock.
+    cfg = CONFIGS["tiny"].replace(load_queue_depth=1, exec_queue_depth=1, store_queue_depth=1)
+    layer = parse_layer_spec("conv:h=6,w=7,cin=9,cout=11,k=3,p=1")
+    check_lowering(cfg, layer, TilePlan(2, 3, resident_weights=False))
+    check_lowering(cfg, layer, TilePlan(2, 3))
+
+
+def test_lowered_structure():
+    cfg = CONFIGS["tiny"]
+    layer = parse_layer_spec("conv:h=6,w=6,cin=5,cout=6,k=3,p=1,n=2,act=relu")
+    t = random_layer_data(layer, np.random.default_rng(1))
+    low = lower(cfg, layer, t, TilePlan(2, 6))
+    assert isa.decode(low.program[-1]).op == Op.FENCE
+    assert low.macs == layer.macs
+    assert set(low.regions) == {"input", "weights", "output", "program"}
+    for region in low.regions.values():
+        assert region.addr % ALIGN == 0
+    regions = sorted(low.regions.values(), key=lambda r: r.addr)
+    for a, b in itertools.pairwise(regions):
+        assert a.addr + a.nbytes <= b.addr
+    assert len(low.image) % ALIGN == 0 and len(low.image) >= regions[-1].addr + regions[-1].nbytes
+    prog = low.image[low.program_addr : low.program_addr + 16 * len(low.program)]
+    assert isa.from_bytes(prog) == list(low.program)
+    assert np.array_equal(low.regions["input"].read(low.image), t["input"])
+    assert low.output.layout == "NHWC int8" and low.output.shape == layer.output_shape
+    assert isa.assemble(low.disassemble()) == list(low.program)
+    counts = low.counts
+    # 2 images x 3 tile rows x 2 n-tiles = 12 steps of 9 taps x 2 chunks; config once per n-tile
+    # change (every step here), one STORE per step (full-width tiles).
+    assert counts["MATMUL"] == 12 * 9 * 2
+    assert counts["STORE"] == 12
+    assert counts["CFG_BIAS"] == counts["CFG_QUANT"] == 12 * cfg.cols
+    assert counts["CFG_STORE"] == 1 and counts["FENCE"] == 1
+
+
+def test_token_scheme_overlaps_load_exec_and_store():
+    cfg = CONFIGS["tiny"]
+    layer = parse_layer_spec("conv:h=8,w=8,cin=4,cout=4,k=3,p=1")
+    low = lower(cfg, layer, random_layer_data(layer, np.random.default_rng(2)), TilePlan(2, 8))
+    cmds = [isa.decode(w) for w in low.program]
+    loads = [i for i, c in enumerate(cmds) if c.op == Op.LOAD]
+    matmuls = [i for i, c in enumerate(cmds) if c.op == Op.MATMUL]
+    # Tile 1's loads come before tile 0's MATMULs in the program (prefetch into the other slot).
+    tile1_first_load = [i for i in loads if cmds[i].push_next][1]
+    assert tile1_first_load < matmuls[0]
+    # The first two tiles' loads wait for nothing; later tiles wait for a free slot.
+    assert sum(cmds[i].pop_next for i in loads) == 4 - 2
+    assert sum(c.pop_next for c in cmds if c.op == Op.MATMUL) == 4 - 2
+
+
+# ---------------------------------------------------------------- plan errors
+def test_accumulator_overflow_message():
+    cfg = CONFIGS["default"]
+    layer = Conv2D("conv_3", h=56, w=56, cin=64, cout=64, k=3, pad=1)
+    with pytest.raises(ValueError) as info:
+        TilePlan(10, 56).validate(cfg, layer)
+    assert str(info.value).startswith(
+        "layer 'conv_3': tile 10x56 needs 1120 accumulator rows, config 'default' has 1024 "
+        "(512 per buffer with double buffering)"
+    )
+    TilePlan(9, 56).validate(cfg, layer)
+    with pytest.raises(ValueError, match="needs 1120 accumulator rows"):
+        lower(cfg, layer, random_layer_data(layer, np.random.default_rng(0)), TilePlan(10, 56))
+
+
+def test_scratchpad_overflow_message():
+    cfg = CONFIGS["tiny"]
+    layer = Conv2D("big", h=64, w=64, cin=64, cout=4, k=3, pad=1)
+    want = r"layer 'big': tile 4x64 needs \d+ scratchpad rows .*config 'tiny' has 4096; use a"
+    with pytest.raises(ValueError, match=want):
+        TilePlan(4, 64).validate(cfg, layer)
+    plan = default_plan(cfg, layer)
+    plan.validate(cfg, layer)
+    assert plan.footprint(cfg, layer)[0] <= cfg.spad_rows
+
+
+def test_weights_that_never_fit():
+    cfg = CONFIGS["tiny"]
+    layer = Conv2D("deep", h=4, w=4, cin=1000, cout=8, k=3, pad=1)
+    with pytest.raises(ValueError, match=r"layer 'deep': the weights of one n-tile .* exceed"):
+        default_plan(cfg, layer)
+    with pytest.raises(ValueError, match="the weights of one n-tile"):
+        TilePlan(1, 1, resident_weights=False).validate(cfg, layer)
+
+
+@pytest.mark.parametrize(
+    ("layer", "plan", "match"),
+    [
+        (Conv2D("c", h=8, w=8, cin=4, cout=4, k=3), TilePlan(7, 6), "larger than the 6x6 output"),
+        (Conv2D("c", h=40, w=40, cin=4, cout=4, k=3, stride=16), TilePlan(1, 1),
+         "stride 16 exceeds MATMUL.a_stride_x"),
+        (Conv2D("c", h=8, w=8, cin=4, cout=4, k=3), TilePlan(6, 6, double_buffer=False), None),
+    ],
+)  # fmt: skip
+def test_plan_limits(layer, plan, match):
+    if match is None:
+        plan.validate(CONFIGS["tiny"], layer)
+    else:
+        with pytest.raises(ValueError, match=match):
+            plan.validate(CONFIGS["tiny"], layer)
+
+
+def test_bad_plans_and_tensors():
+    with pytest.raises(ValueError, match="oh_t must be a positive integer"):
+        TilePlan(0, 4)
+    with pytest.raises(TypeError, match="double_buffer must be a bool"):
+        TilePlan(1, 4, double_buffer=1)
+    layer = Dense("fc", m=4, k=4, n=4)
+    t = random_layer_data(layer, np.random.default_rng(0))
+    with pytest.raises(ValueError, match=r"layer 'fc': input has shape \(4, 3\)"):
+        lower(CONFIGS["tiny"], layer, {**t, "input": t["input"][:, :3]})
+
+
+# ---------------------------------------------------------------- the interpreter
+def gemm_program(cfg, a_rows, *, tokens=True):
+    """LOAD weights and activations, one MATMUL, STORE: a hand-written program."""
+    r, c = cfg.rows, cfg.cols
+    wrows = math.ceil(c / r)
+    e = isa.encode
+    return [
+        e(Op.LOAD, dram_addr=0, spad_addr=0, rows=r * wrows, len=r, stride=r),
+        e(Op.LOAD, dram_addr=1024, spad_addr=64, rows=a_rows, len=r, stride=r, push_next=tokens),
+        *[e(Op.CFG_BIAS, col=j, bias=j - 2) for j in range(c)],
+        e(Op.MATMUL, a_addr=64, a_stride_x=1, a_stride_y=a_rows, w_addr=0, acc_addr=0, nx=a_rows,
+          ny=1, pop_prev=tokens, push_next=tokens),
+        *[e(Op.CFG_QUANT, col=j, multiplier=1 << 30, shift=31) for j in range(c)],
+        e(Op.CFG_STORE, zero_point=1, lo=-100, hi=100),
+        e(Op.STORE, dram_addr=4096, acc_addr=0, rows=a_rows, len=c, stride=c, pop_prev=tokens),
+        e(Op.FENCE),
+    ]  # fmt: skip
+
+
+def test_interpreter_gemm_by_hand():
+    cfg = CONFIGS["wide"]  # 8 rows x 32 cols: each weight row spans 4 scratchpad rows
+    r, c, m = cfg.rows, cfg.cols, 5
+    rng = np.random.default_rng(4)
+    w = rng.integers(-128, 128, size=(r, c), dtype=np.int8)
+    a = rng.integers(-128, 128, size=(m, r), dtype=np.int8)
+    image = bytearray(8192)
+    image[0 : w.size] = w.tobytes()
+    image[1024 : 1024 + a.size] = a.tobytes()
+    out = np.frombuffer(run(cfg, gemm_program(cfg, m), image), np.int8)[4096 : 4096 + m * c]
+    acc = a.astype(np.int64) @ w.astype(np.int64) + (np.arange(c) - 2)
+    want = np.clip(np.floor(acc / 2 + 0.5) + 1, -100, 100)  # M = 2**30, S = 31: x0.5, half up
+    assert out.reshape(m, c).tolist() == want.astype(int).tolist()
+
+
+def test_interpreter_reports_races():
+    cfg = CONFIGS["tiny"]
+    with pytest.raises(HazardError, match=r"command \d+ \(MATMUL .*race: reads"):
+        execute(cfg, gemm_program(cfg, 3, tokens=False), bytes(8192), strict=False)
+    # Dropping one pop from a lowered program is caught whatever the timing.
+    layer = parse_layer_spec("conv:h=6,w=6,cin=4,cout=4,k=3,p=1")
+    low = lower(cfg, layer, random_layer_data(layer, np.random.default_rng(0)), TilePlan(2, 6))
+    for flag in ("pop_prev", "pop_next"):
+        prog = list(low.program)
+        i = max(i for i, w in enumerate(prog) if isa.decode(w).op == Op.MATMUL
+                and getattr(isa.decode(w), flag))  # fmt: skip
+        prog[i] &= ~(1 << (4 + ("pop_prev", "pop_next").index(flag)))
+        with pytest.raises(HazardError, match="race"):
+            execute(cfg, prog, low.image)
+
+
+@pytest.mark.parametrize(
+    ("op", "flag"),
+    [(Op.LOAD, "pop_next"), (Op.LOAD, "push_next"), (Op.MATMUL, "pop_prev"),
+     (Op.MATMUL, "pop_next"), (Op.MATMUL, "push_prev"), (Op.MATMUL, "push_next"),
+     (Op.STORE, "pop_prev"), (Op.STORE, "push_prev")],
+)  # fmt: skip
+def test_every_token_of_the_scheme_is_needed(op, flag):
+    """Dropping any one token flag from a lowered program is a race or a deadlock."""
+    cfg = CONFIGS["tiny"]
+    layer = parse_layer_spec("conv:h=6,w=6,cin=4,cout=4,k=3,p=1")
+    low = lower(cfg, layer, random_layer_data(layer, np.random.default_rng(0)), TilePlan(2, 6))
+    prog = list(low.program)
+    bit = 4 + ("pop_prev", "pop_next", "push_prev", "push_next").index(flag)
+    marked = [i for i, w in enumerate(prog) if isa.decode(w).op == op and (w >> bit) & 1]
+    assert marked, f"{op.name} never carries +{flag}"
+    for i in (marked[0], marked[-1]):
+        dropped = list(prog)
+        dropped[i] &= ~(1 << bit)
+        with pytest.raises((HazardError, DeadlockError)):
+            execute(cfg, dropped, low.image)
+
+
+def test_interpreter_reports_deadlock():
+    cfg = CONFIGS["tiny"]
+    prog = gemm_program(cfg, 3)
+    prog[1] = isa.encode(Op.LOAD, dram_addr=1024, spad_addr=64, rows=3, len=4, stride=4)
+    with pytest.raises(
+        DeadlockError, match=r"exec unit at command \d+ \(MATMUL\) waits for an l2e"
+    ):
+        execute(cfg, prog, bytes(8192))
+
+
+@pytest.mark.parametrize(
+    ("word", "cause", "match"),
+    [
+        (isa.encode(Op.LOAD, spad_addr=4095, rows=2, len=4), Cause.SPAD_RANGE, "spad_addr=4095"),
+        (isa.encode(Op.LOAD, rows=1, len=5), Cause.BAD_LENGTH, "len=5 must be in 1..4"),
+        (isa.encode(Op.LOAD, rows=0, len=4), Cause.BAD_LENGTH, "rows=0"),
+        (isa.encode(Op.MATMUL, a_addr=4040, nx=10, ny=2, a_stride_x=1, a_stride_y=50),
+         Cause.SPAD_RANGE, "reaches scratchpad row 4099"),
+        (isa.encode(Op.MATMUL, w_addr=4093, nx=1, ny=1), Cause.SPAD_RANGE, "w_addr=4093"),
+        (isa.encode(Op.MATMUL, acc_addr=500, nx=4, ny=4), Cause.ACC_RANGE, "acc_addr=500"),
+        (isa.encode(Op.MATMUL, nx=0, ny=1), Cause.BAD_LENGTH, "nx=0"),
+        (isa.encode(Op.STORE, acc_addr=511, rows=2, len=4), Cause.ACC_RANGE, "acc_addr=511"),
+        (isa.encode(Op.STORE, rows=1, len=0), Cause.BAD_LENGTH, "len=0"),
+        (isa.encode(Op.CFG_BIAS, col=4), Cause.BAD_COLUMN, "col=4 >= cols=4"),
+        (isa.encode(Op.CFG_QUANT, col=9), Cause.BAD_COLUMN, "col=9"),
+        (isa.encode(Op.LOAD, rows=1, len=4, pop_prev=True), Cause.BAD_TOKEN, r"\+pop_prev"),
+        (isa.encode(Op.STORE, rows=1, len=4, push_next=True), Cause.BAD_TOKEN, r"\+push_next"),
+        (isa.encode(Op.DWCONV), Cause.BAD_OPCODE, "vector unit"),
+        (12, Cause.BAD_OPCODE, "unknown opcode 12"),
+    ],
+)  # fmt: skip
+def test_interpreter_errors_name_command_and_field(word, cause, match):
+    cfg = CONFIGS["tiny"]  # 4096 scratchpad rows, 512 accumulator rows, 4x4 array
+    prog = [isa.encode(Op.NOP), word, isa.encode(Op.FENCE)]
+    with pytest.raises(ProgramError, match=match) as info:
+        execute(cfg, prog, bytes(256), strict=False)
+    assert info.value.index == 1 and info.value.cause == cause
+    assert re.match(r"command 1\b", str(info.value))
+
+
+def test_interpreter_dram_range_and_undefined_reads():
+    cfg = CONFIGS["tiny"]
+    with pytest.raises(ProgramError, match="beyond the 256-byte DRAM image"):
+        execute(cfg, [isa.encode(Op.LOAD, dram_addr=250, rows=2, len=4, stride=4)], bytes(256))
+    with pytest.raises(ProgramError, match="nothing has written"):
+        execute(cfg, [isa.encode(Op.STORE, rows=1, len=4)], bytes(256))
+    with pytest.raises(ProgramError, match=r"never set by CFG_BIAS"):
+        prog = [
+            isa.encode(Op.LOAD, zero=1, rows=8, len=4, push_next=True),
+            isa.encode(Op.MATMUL, nx=1, ny=1, pop_prev=True),
+        ]
+        execute(cfg, prog, bytes(256))
