@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from amaranth.back import verilog
+from amaranth._toolchain.yosys import find_yosys
+from amaranth.back import rtlil
 from amaranth.lib import wiring
 
 from . import isa
@@ -42,15 +43,35 @@ def top_ports(config: HWConfig, top: str = "core") -> dict[str, tuple[str, int]]
     return ports
 
 
+_STRIP = (
+    "-remove generator -remove top -remove src -remove amaranth.hierarchy -remove amaranth.decoding"
+)
+#: Yosys turns Amaranth's next-state ``always @*`` blocks into plain clocked registers and flattens
+#: the hierarchy. Measured on a 16x16 array: Verilator converts in ~3 s instead of ~30 s and the
+#: model simulates ~5x faster (logic no longer re-evaluated on every input change).
+_YOSYS_SCRIPT = (
+    "proc",
+    "flatten",
+    "opt_clean",
+    "opt_dff",
+    "opt_clean",
+    "memory_collect",
+    f"attrmap {_STRIP}",
+    f"attrmap -modattr {_STRIP}",
+    "write_verilog -norename -noattr",
+)
+
+
 def generate_verilog(config: HWConfig, top: str = "core") -> str:
     """Verilog text of the top for ``config``.
 
     Source locations and tool attributes are stripped, so the same config always gives
     byte-identical text on any machine and from any checkout path.
     """
-    return verilog.convert(
-        build_top(config, top), name=top_name(top), emit_src=False, strip_internal_attrs=True
-    )
+    text = rtlil.convert(build_top(config, top), name=top_name(top), emit_src=False)
+    yosys = find_yosys(lambda ver: ver >= (0, 40))
+    script = "\n".join([f"read_rtlil <<rtlil\n{text}\nrtlil", *_YOSYS_SCRIPT])
+    return yosys.run(["-q", "-"], script, ignore_warnings=True)
 
 
 def write_verilog(config: HWConfig, out_dir: str | Path, top: str = "core") -> dict[str, Path]:

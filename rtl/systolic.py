@@ -268,6 +268,14 @@ class SystolicArray(wiring.Component):
         else:
             mode_os = Const(int(cfg.dataflow == "os"), 1)
 
+        # The PEs read the mode from a register, so their datapath depends on state only
+        # (Verilator re-evaluates logic fed by top-level inputs on every eval); i_os may only
+        # change while o_idle is high, so the one-cycle lag is not observable.
+        if cfg.dataflow == "both":
+            mesh_os = Signal(name="mesh_os")
+            m.d.sync += mesh_os.eq(mode_os)
+        else:
+            mesh_os = mode_os
         en = Signal(name="mesh_en")
         drain = Signal(name="os_drain")
         pes = [
@@ -286,7 +294,7 @@ class SystolicArray(wiring.Component):
         for r in range(R):
             for c in range(C):
                 m.submodules[f"pe_{r}_{c}"] = pe = pes[r][c]
-                m.d.comb += [pe.i_en.eq(en), pe.i_os.eq(mode_os), pe.i_drain.eq(drain)]
+                m.d.comb += [pe.i_en.eq(en), pe.i_os.eq(mesh_os), pe.i_drain.eq(drain)]
                 if c > 0:
                     left = pes[r][c - 1]
                     m.d.comb += [
