@@ -60,7 +60,8 @@ class SimResult:
     output: bytes
     counters: dict[str, int]
     state: dict = field(default_factory=dict)
-    wall_seconds: float = 0.0
+    wall_seconds: float = 0.0  # the whole simulator run, start-up included, per job
+    sim_seconds: float = 0.0  # from the start pulse to done/error: the simulation proper
     dram_oob: bool = False
 
     @property
@@ -136,6 +137,7 @@ def run_programs(
                 counters={k: r["state"]["counters"][k] for k in COUNTERS},
                 state=r["state"],
                 wall_seconds=wall / len(jobs),
+                sim_seconds=r["sim_seconds"],
                 dram_oob=bool(r["oob"]),
             )
         )

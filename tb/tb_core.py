@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import cocotb
@@ -61,9 +62,11 @@ async def run_jobs(dut):
         dut.rst.value = 0
         await RisingEdge(dut.clk)
         await _pulse(dut.i_start, dut.clk)
+        t0 = time.perf_counter()
         outcome = await First(
             RisingEdge(dut.o_done), RisingEdge(dut.o_error), Timer(job["timeout"] * PERIOD_NS, "ns")
         )
+        sim_seconds = time.perf_counter() - t0
         await ReadOnly()
         state = _state(dut)
         await RisingEdge(dut.clk)
@@ -71,7 +74,7 @@ async def run_jobs(dut):
         if status == "error":  # let the units drain so the state dump is complete
             await ClockCycles(dut.clk, 10)
         result = {"name": job["name"], "status": status, "state": state,
-                  "oob": int(dut.dram_oob.value)}  # fmt: skip
+                  "oob": int(dut.dram_oob.value), "sim_seconds": sim_seconds}  # fmt: skip
         del outcome
         if status == "done":
             dut.dram_dump_base.value = job["dump_base"]
