@@ -46,9 +46,43 @@ def bench_size(n: int, sims: tuple[str, ...]) -> dict:
     return row
 
 
+BENCH_LAYER = "conv:h=56,w=56,cin=64,cout=64,k=3,s=1,p=1,name=conv56"
+
+
+def bench_core() -> dict:
+    """The core on ``default`` with 16 B/cycle DRAM running the 56x56x64 -> 64 3x3 conv."""
+    from kernels.layers import parse_layer_spec
+    from tb.sim_layer import run_layer
+
+    cfg = load_config("default")
+    layer = parse_layer_spec(BENCH_LAYER)
+    report, *_ = run_layer(cfg, layer, sim="verilator", seed=0, latency=20, bandwidth=16)
+    if not report.bit_exact:
+        raise SystemExit(f"benchmark layer is not bit-exact: {report.error}")
+    return {
+        "layer": BENCH_LAYER,
+        "cycles": report.cycles,
+        "ideal_cycles": report.macs // cfg.pes,
+        "utilization": report.utilization,
+        "sim_cycles_per_s": report.sim_cycles_per_second,
+        "bytes_read": report.bytes_read,
+        "bytes_written": report.bytes_written,
+    }
+
+
 def main(argv: list[str]) -> int:
     sims = ("verilator", "icarus")
-    print("Tandem bench: systolic array, fully busy (every PE a MAC per cycle)")
+    print("Tandem bench: core on default (16x16), DRAM 16 B/cycle, latency 20")
+    c = bench_core()
+    print(
+        f"  {c['layer']}: {c['cycles']:,} cycles (ideal {c['ideal_cycles']:,}), "
+        f"MAC utilization {100 * c['utilization']:.1f}% (target >= 90%), "
+        f"Verilator {c['sim_cycles_per_s']:,.0f} cycles/s (target >= 500k), "
+        f"DRAM read {c['bytes_read']:,} B, written {c['bytes_written']:,} B",
+        flush=True,
+    )
+    print()
+    print("Tandem bench: systolic array alone, fully busy (every PE a MAC per cycle)")
     print(
         f"{'size':>6} | {'gen (s)':>7} | {'verilator build (s)':>19} | "
         f"{'verilator cyc/s':>15} | {'icarus build (s)':>16} | {'icarus cyc/s':>12}"
@@ -65,7 +99,7 @@ def main(argv: list[str]) -> int:
         )
     out = runner.BUILD_ROOT / "bench" / "array.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(rows, indent=2))
+    out.write_text(json.dumps({"core": c, "array": rows}, indent=2))
     print(
         f"(generation: median of {GEN_REPEATS}; simulation: median of 3 windows; written to {out})"
     )
