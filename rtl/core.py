@@ -282,9 +282,7 @@ class TandemCore(wiring.Component):
         checks = Signal(len(isa.Cause), name="dec_checks")
 
         def f(o, name):
-            lsb, width, sgn = isa.field_slices(o)[name]
-            v = word[lsb : lsb + width]
-            return v.as_signed() if sgn else v
+            return isa.hw_field(word, o, name)
 
         known = Cat(*(op == o for o in isa.QUEUE_OF)).any()
         pop_prev, pop_next, push_prev, push_next = word[4], word[5], word[6], word[7]

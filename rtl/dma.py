@@ -281,11 +281,9 @@ class LoadUnit(wiring.Component):
         m = Module()
         cfg = self._cfg
         R, W = cfg.rows, cfg.dma_beat_bytes
-        f = isa.field_slices(isa.Op.LOAD)
 
         def fld(name):
-            lsb, width, _ = f[name]
-            return self.i_cmd.payload[lsb : lsb + width]
+            return isa.hw_field(self.i_cmd.payload, isa.Op.LOAD, name)
 
         # ---------------------------------------------------- issue: one request per row
         desc_layout = data.StructLayout(
@@ -301,8 +299,7 @@ class LoadUnit(wiring.Component):
         spad = Signal(len(self.o_spad_addr), name="ld_spad")
 
         def cfld(name):
-            lsb, width, _ = f[name]
-            return cur[lsb : lsb + width]
+            return isa.hw_field(cur, isa.Op.LOAD, name)
 
         can_start = ~active & self.i_cmd.valid & (~fld("pop_next") | self.tok_next.avail)
         m.d.comb += self.i_cmd.ready.eq(can_start)
@@ -415,15 +412,8 @@ class StoreUnit(wiring.Component):
         m = Module()
         cfg = self._cfg
         C, W = cfg.cols, cfg.dma_beat_bytes
-        opw = isa.field_slices(isa.Op.NOP)["op"]
-        sf = isa.field_slices(isa.Op.STORE)
-        qf = isa.field_slices(isa.Op.CFG_QUANT)
-        cf = isa.field_slices(isa.Op.CFG_STORE)
-
-        def get(word, spec):
-            lsb, width, sgn = spec
-            v = word[lsb : lsb + width]
-            return v.as_signed() if sgn else v
+        Q, CS, ST = isa.Op.CFG_QUANT, isa.Op.CFG_STORE, isa.Op.STORE
+        get = isa.hw_field
 
         # requant tables
         mult = [Signal(signed(32), name=f"rq_mult_{c}") for c in range(C)]
@@ -434,7 +424,7 @@ class StoreUnit(wiring.Component):
 
         # ---------------------------------------------------- command front end
         cmd = self.i_cmd.payload
-        op = cmd[opw[0] : opw[0] + opw[1]]
+        op = get(cmd, isa.Op.NOP, "op")
         pop = cmd[4]
         active = Signal(name="st_active")
         can_take = ~active & self.i_cmd.valid & (~pop | self.tok_prev.avail)
@@ -448,22 +438,22 @@ class StoreUnit(wiring.Component):
         with m.If(take):
             m.d.comb += self.tok_prev.take.eq(pop)
             with m.If(op == isa.Op.CFG_QUANT):
-                col = get(cmd, qf["col"])
+                col = get(cmd, Q, "col")
                 for c in range(C):
                     with m.If(col == c):
-                        m.d.sync += [mult[c].eq(get(cmd, qf["multiplier"])),
-                                     shift[c].eq(get(cmd, qf["shift"]))]  # fmt: skip
+                        m.d.sync += [mult[c].eq(get(cmd, Q, "multiplier")),
+                                     shift[c].eq(get(cmd, Q, "shift"))]  # fmt: skip
             with m.Elif(op == isa.Op.CFG_STORE):
-                m.d.sync += [zp.eq(get(cmd, cf["zero_point"])), lo.eq(get(cmd, cf["lo"])),
-                             hi.eq(get(cmd, cf["hi"]))]  # fmt: skip
+                m.d.sync += [zp.eq(get(cmd, CS, "zero_point")), lo.eq(get(cmd, CS, "lo")),
+                             hi.eq(get(cmd, CS, "hi"))]  # fmt: skip
             with m.Elif(is_store):
                 m.d.sync += [active.eq(1), cur.eq(cmd), row.eq(0)]
         cfg_push = Signal(name="st_cfg_push")
         m.d.comb += cfg_push.eq(take & ~is_store & cmd[6])
 
         # ---------------------------------------------------- stage 0: read accumulator row
-        acc_base = get(cur, sf["acc_addr"])
-        rows = get(cur, sf["rows"])
+        acc_base = get(cur, ST, "acc_addr")
+        rows = get(cur, ST, "rows")
         # row FIFO after requant holds the bytes; keep reads bounded by its free space
         out_layout = data.StructLayout(
             {"bytes": 8 * C, "addr": ADDR_WIDTH, "len": 8, "last": 1, "push": 1}
@@ -475,7 +465,7 @@ class StoreUnit(wiring.Component):
         m.d.comb += [self.o_acc_addr.eq(acc_base + row), self.o_acc_en.eq(read_ok)]
         dram_row = Signal(ADDR_WIDTH, name="st_dram_row")
         with m.If(take & is_store):
-            m.d.sync += dram_row.eq(get(cmd, sf["dram_addr"]))
+            m.d.sync += dram_row.eq(get(cmd, ST, "dram_addr"))
         s1_valid = Signal(name="st_s1_valid")
         s1_addr = Signal(ADDR_WIDTH, name="st_s1_addr")
         s1_last = Signal(name="st_s1_last")
@@ -483,7 +473,7 @@ class StoreUnit(wiring.Component):
         with m.If(read_ok):
             m.d.sync += [
                 row.eq(row + 1),
-                dram_row.eq(dram_row + get(cur, sf["stride"])),
+                dram_row.eq(dram_row + get(cur, ST, "stride")),
                 s1_addr.eq(dram_row),
                 s1_last.eq(row == rows - 1),
             ]
@@ -492,7 +482,7 @@ class StoreUnit(wiring.Component):
         s1_len = Signal(8, name="st_s1_len")
         s1_push = Signal(name="st_s1_push")
         with m.If(read_ok):
-            m.d.sync += [s1_len.eq(get(cur, sf["len"])), s1_push.eq(cur[6])]
+            m.d.sync += [s1_len.eq(get(cur, ST, "len")), s1_push.eq(cur[6])]
 
         # ---------------------------------------------------- stage 1: requantize (registered)
         ys = []

@@ -79,13 +79,9 @@ class ExecUnit(wiring.Component):
         cfg = self._cfg
         R, C, AW = cfg.rows, cfg.cols, cfg.acc_width
         wrows = self.wrows
-        mf = isa.field_slices(isa.Op.MATMUL)
-        bf = isa.field_slices(isa.Op.CFG_BIAS)
 
-        def get(word, spec):
-            lsb, width, sgn = spec
-            v = word[lsb : lsb + width]
-            return v.as_signed() if sgn else v
+        def mm(word, name):
+            return isa.hw_field(word, isa.Op.MATMUL, name)
 
         m.submodules.array = array = SystolicArray(self._array_cfg)
 
@@ -122,17 +118,17 @@ class ExecUnit(wiring.Component):
         wentry, aentry, dentry = (
             Signal(wcmd_layout), Signal(acmd_layout), Signal(dcmd_layout)
         )  # fmt: skip
-        nx, ny = get(cmd, mf["nx"]), get(cmd, mf["ny"])
+        nx, ny = mm(cmd, "nx"), mm(cmd, "ny")
         m.d.comb += [
-            wentry.w_addr.eq(get(cmd, mf["w_addr"])),
-            aentry.a_addr.eq(get(cmd, mf["a_addr"])),
-            aentry.sx.eq(get(cmd, mf["a_stride_x"])),
-            aentry.sy.eq(get(cmd, mf["a_stride_y"])),
+            wentry.w_addr.eq(mm(cmd, "w_addr")),
+            aentry.a_addr.eq(mm(cmd, "a_addr")),
+            aentry.sx.eq(mm(cmd, "a_stride_x")),
+            aentry.sy.eq(mm(cmd, "a_stride_y")),
             aentry.nx.eq(nx),
             aentry.ny.eq(ny),
-            dentry.acc_addr.eq(get(cmd, mf["acc_addr"])),
+            dentry.acc_addr.eq(mm(cmd, "acc_addr")),
             dentry.count.eq(nx * ny),
-            dentry.acc.eq(get(cmd, mf["acc"])),
+            dentry.acc.eq(mm(cmd, "acc")),
             dentry.push_prev.eq(push_prev),
             dentry.push_next.eq(push_next),
             wq.w_data.eq(wentry.as_value()),
@@ -143,10 +139,10 @@ class ExecUnit(wiring.Component):
             dq.w_en.eq(take & is_mm),
         ]
         bias_take = take & (op == isa.Op.CFG_BIAS)
-        col = get(cmd, bf["col"])
+        col = isa.hw_field(cmd, isa.Op.CFG_BIAS, "col")
         for c in range(C):
             with m.If(bias_take & (col == c)):
-                m.d.sync += bias[c].eq(get(cmd, bf["bias"]))
+                m.d.sync += bias[c].eq(isa.hw_field(cmd, isa.Op.CFG_BIAS, "bias"))
         cfg_push_prev = bias_take & push_prev
         cfg_push_next = bias_take & push_next
 

@@ -33,6 +33,7 @@ __all__ = [
     "encode",
     "field_slices",
     "from_bytes",
+    "hw_field",
     "to_bytes",
     "verilog_header",
 ]
@@ -139,6 +140,14 @@ FIELDS: dict[Op, dict[str, tuple[int, int, bool]]] = {
 def field_slices(op: Op) -> dict[str, tuple[int, int, bool]]:
     """All fields of ``op`` (common ones included) as ``name: (lsb, width, signed)``."""
     return {**_COMMON, **FIELDS[Op(op)]}
+
+
+def hw_field(word, op: Op, name: str):
+    """Field ``name`` of an ``op`` command held in the Amaranth value ``word`` (signed if the
+    field is). The RTL units slice commands with this, from the same table as :func:`encode`."""
+    lsb, width, signed = field_slices(op)[name]
+    value = word[lsb : lsb + width]
+    return value.as_signed() if signed else value
 
 
 def _check_layout() -> None:

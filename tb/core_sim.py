@@ -35,6 +35,24 @@ class CoreJob:
     bandwidth: int = 16
     timeout: int = 1_000_000  # cycles
 
+    @classmethod
+    def from_lowered(cls, low, *, latency: int = 20, bandwidth: int = 16) -> CoreJob:
+        """A job for a :class:`kernels.lower.Lowered` program, with a generous watchdog:
+        every MAC at 1/16 of peak plus every image byte at 1/4 of the DRAM bandwidth."""
+        cfg = low.config
+        timeout = 16 * low.macs // cfg.pes + 4 * len(low.image) // bandwidth + 200_000
+        return cls(
+            low.layer.name,
+            low.image,
+            low.program_addr,
+            len(low.program),
+            low.output.addr,
+            low.output.nbytes,
+            latency=latency,
+            bandwidth=bandwidth,
+            timeout=timeout,
+        )
+
     def check(self, config: HWConfig) -> None:
         beat = config.dma_beat_bytes
         if len(self.image) > DEFAULT_DRAM_BYTES:

@@ -82,19 +82,7 @@ def run_layer(
     plan = plan or default_plan(config, layer)
     low = lower(config, layer, tensors, plan)
     golden = layer_golden(layer, tensors)
-    # generous watchdog: every MAC at 1/16 of peak plus every byte at 1/4 of the bandwidth
-    timeout = 16 * low.macs // config.pes + 4 * len(low.image) // max(1, bandwidth) + 200_000
-    job = CoreJob(
-        layer.name,
-        low.image,
-        low.program_addr,
-        len(low.program),
-        low.output.addr,
-        low.output.nbytes,
-        latency=latency,
-        bandwidth=bandwidth,
-        timeout=timeout,
-    )
+    job = CoreJob.from_lowered(low, latency=latency, bandwidth=bandwidth)
     t0 = time.perf_counter()
     (res,) = run_programs(config, [job], sim=sim, name=f"layer-{layer.name}")
     wall = time.perf_counter() - t0

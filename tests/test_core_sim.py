@@ -53,18 +53,7 @@ def layer_jobs(cfg, layers, seed, **dram):
     for i, layer in enumerate(layers):
         t = random_layer_data(layer, np.random.default_rng(seed + i))
         low = lower(cfg, layer, t)
-        jobs.append(
-            CoreJob(
-                layer.name,
-                low.image,
-                low.program_addr,
-                len(low.program),
-                low.output.addr,
-                low.output.nbytes,
-                timeout=40 * low.macs // cfg.pes + 20 * len(low.image) + 50_000,
-                **dram,
-            )
-        )
+        jobs.append(CoreJob.from_lowered(low, **dram))
         goldens.append(layer_golden(layer, t))
         lowered.append(low)
     return jobs, goldens, lowered
