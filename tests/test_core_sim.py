@@ -169,3 +169,37 @@ def test_watchdog_reports_a_deadlock():
     assert r.state["counters"]["exec_wait_token"] > 1000
     assert r.state["tokens"]["l2e"] == 0
     assert "watchdog" in r.error
+
+
+SLOW_CASES = [
+    ("verilator", "tiny", 2001),
+    ("verilator", "tiny", 2002),
+    ("verilator", "wide", 2003),
+    ("icarus", "wide", 2004),
+    ("verilator", "default", 2005),
+    ("verilator", "large", 2006),
+]
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+@pytest.mark.parametrize(("sim", "name", "seed"), SLOW_CASES)
+def test_random_layers_more_seeds(sim, name, seed):
+    cfg = load_config(name)
+    layers = random_layers(seed, 8, max_hw=12, max_c=3 * cfg.rows)
+    jobs, goldens, lowered = layer_jobs(cfg, layers, seed)
+    check_exact(run_programs(cfg, jobs, sim=sim, name=f"slow-{seed}"), goldens, lowered)
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_benchmark_conv_utilization():
+    """The issue's benchmark: 56x56x64 -> 64, 3x3, on default at 16 B/cycle, >= 90% of peak."""
+    from kernels.layers import parse_layer_spec
+    from tb.bench import BENCH_LAYER
+    from tb.sim_layer import run_layer
+
+    cfg = load_config("default")
+    report, *_ = run_layer(cfg, parse_layer_spec(BENCH_LAYER), bandwidth=16)
+    assert report.bit_exact, report.error
+    assert report.utilization >= 0.90, report.summary()
