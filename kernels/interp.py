@@ -127,6 +127,10 @@ class _Machine:
         self.bias_set = np.zeros(c, dtype=bool)
         self.quant_set = np.zeros(c, dtype=bool)
         self.zp, self.lo, self.hi = 0, -128, 127
+        # output-stationary: the array's accumulators (rows pixels x cols), open between the
+        # first os MATMUL of an output tile and its drain=1 command
+        self.os_acc = np.zeros((r, c), dtype=np.int64)
+        self.os_open: int | None = None  # index of the first os MATMUL of the open tile
         self.dram = np.frombuffer(bytearray(image), dtype=np.uint8)
         # Race tracking: per row, the sequence number (1-based, per unit) of the last writer and
         # reader; clock[u][v] = how many commands of unit v unit u knows to have finished.
@@ -226,8 +230,29 @@ class _Machine:
 
     def _matmul(self, idx: int, f: dict[str, int], seq: int) -> None:
         nx, ny = f["nx"], f["ny"]
+        os_ = bool(f.get("os", 0))
+        if os_ and not self.cfg.has_os:
+            raise self.error(
+                idx, f"os=1, but config {self.cfg.name!r} has no output-stationary dataflow",
+                Cause.BAD_OPCODE,
+            )  # fmt: skip
+        if not os_ and not self.cfg.has_ws:
+            raise self.error(
+                idx, f"os=0, but config {self.cfg.name!r} has no weight-stationary dataflow",
+                Cause.BAD_OPCODE,
+            )  # fmt: skip
         if nx == 0 or ny == 0:
             raise self.error(idx, f"nx={nx}, ny={ny}: both must be >= 1", Cause.BAD_LENGTH)
+        if os_ and nx * ny > self.r:
+            raise self.error(
+                idx, f"os: nx*ny={nx * ny} pixels exceed the {self.r} array rows", Cause.BAD_LENGTH
+            )
+        if not os_ and self.os_open is not None:
+            raise self.error(
+                idx,
+                f"a weight-stationary MATMUL while the output-stationary tile opened by command "
+                f"{self.os_open} has not drained (end it with drain=1)",
+            )
         spad_rows, acc_rows = self.cfg.spad_rows, self.cfg.acc_rows
         wa, wn = f["w_addr"], self.r * self.wrows
         if wa + wn > spad_rows:
@@ -260,10 +285,22 @@ class _Machine:
         for rows, what in ((wrows, "weight rows (w_addr)"), (arows, "activation rows (a_addr)")):
             self.uninit(idx, self.spad_w[rows], f"scratchpad {what}")
             self.hazard(idx, _EXEC, self.spad_w[rows], _LOAD, f"reads {what} written by")
-        self.hazard(idx, _EXEC, self.acc_r[out_rows], _STORE, "overwrites accumulator rows read by")
         w = self.spad[wrows].reshape(self.r, self.wrows * self.r)[:, : self.c]
         # |a*w| <= 2**14 and rows <= 256 terms: the float64 product is exact.
         prod = (self.spad[arows].astype(np.float64) @ w.astype(np.float64)).astype(np.int64)
+        if os_:
+            # one reduction block: pixel j's row of channels is A[j, :]; rows >= nx*ny are zero
+            if self.os_open is None:
+                self.os_open = idx
+                self.os_acc[:] = 0
+            self.os_acc[: nx * ny] = wrap_signed(self.os_acc[: nx * ny] + prod, self.cfg.acc_width)
+            self.spad_r[wrows] = seq
+            self.spad_r[arows] = seq
+            if not f.get("drain", 0):
+                return
+            prod = self.os_acc[: nx * ny].copy()
+            self.os_open = None
+        self.hazard(idx, _EXEC, self.acc_r[out_rows], _STORE, "overwrites accumulator rows read by")
         if f["acc"]:
             self.uninit(idx, self.acc_w[out_rows], "accumulator rows (acc=1)")
             base = self.acc[out_rows]
@@ -429,6 +466,10 @@ def execute(
             f"deadlock: {'; '.join(waits)}; every token popped must be pushed by an earlier "
             f"command of the neighbouring unit",
             index=pc if pc < len(cmds) else None,
+        )
+    if m.os_open is not None:
+        raise m.error(
+            m.os_open, "the output-stationary tile this command opens never drains (no drain=1)"
         )
     return RunResult(
         dram=m.dram.tobytes(),

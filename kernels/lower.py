@@ -43,6 +43,7 @@ program, so no queue depth can deadlock the decoder.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -98,6 +99,12 @@ class TilePlan:
     n_outer : bool
         Loop order: n-tiles outside the spatial tiles (each weight set loaded once, input tiles
         reloaded per n-tile) instead of inside them (each input tile loaded once).
+    dataflow : {"ws", "os"}
+        ``"ws"``: one weight-stationary MATMUL per (chunk, tap) over the whole tile.
+        ``"os"``: the tile is cut into array tiles of at most ``rows`` output pixels (whole tile
+        rows when the tile is at most ``rows`` wide, else pieces of one row), each one
+        output-stationary MATMUL per (chunk, tap), the last with ``drain=1``. Buffers, loads,
+        stores and tokens are the same in both.
     """
 
     oh_t: int
@@ -105,6 +112,7 @@ class TilePlan:
     double_buffer: bool = True
     resident_weights: bool = True
     n_outer: bool = False
+    dataflow: str = "ws"
 
     def __post_init__(self) -> None:
         for name in ("oh_t", "ow_t"):
@@ -115,6 +123,8 @@ class TilePlan:
             v = getattr(self, name)
             if not isinstance(v, bool):
                 raise TypeError(f"TilePlan.{name} must be a bool, not {v!r}")
+        if self.dataflow not in ("ws", "os"):
+            raise ValueError(f"TilePlan.dataflow must be 'ws' or 'os', not {self.dataflow!r}")
 
     @property
     def tile(self) -> str:
@@ -171,6 +181,10 @@ class _Geometry:
         cfg, conv, plan = self.config, self.conv, self.plan
         where = f"layer {conv.name!r}: tile {plan.tile}"
         name = f"config {cfg.name!r}"
+        if plan.dataflow == "os" and not cfg.has_os:
+            return f"layer {conv.name!r}: {name} has no output-stationary dataflow"
+        if plan.dataflow == "ws" and not cfg.has_ws:
+            return f"layer {conv.name!r}: {name} has no weight-stationary dataflow"
         if plan.oh_t > conv.out_h or plan.ow_t > conv.out_w:
             return (
                 f"{where} is larger than the {conv.out_h}x{conv.out_w} output; use at most "
@@ -290,8 +304,11 @@ def _traffic(config: HWConfig, conv: Conv2D, plan: TilePlan) -> int:
     return inputs + ntiles_sp * weights
 
 
-def default_plan(config: HWConfig, layer: Layer) -> TilePlan:
+def default_plan(config: HWConfig, layer: Layer, dataflow: str | None = None) -> TilePlan:
     """The plan `lower` uses when given none.
+
+    ``dataflow`` (``"ws"`` or ``"os"``) defaults to ``"ws"`` when the config has it, else
+    ``"os"``; the tile is chosen the same way for both (their buffers are the same).
 
     For each mode the tile is the largest that fits: the full output width if one output row
     fits (else the widest partial row), then as many output rows as fit. The modes, in order:
@@ -308,7 +325,15 @@ def default_plan(config: HWConfig, layer: Layer) -> TilePlan:
         Nothing fits (for example one n-tile's weights exceed the scratchpad); the message names
         the layer and the limit.
     """
-    conv = layer.as_conv()
+    if dataflow is None:
+        dataflow = "ws" if config.has_ws else "os"
+    plan = _default_plan(config, layer.as_conv())
+    return dataclasses.replace(plan, dataflow=dataflow)
+
+
+def _default_plan(config: HWConfig, conv: Conv2D) -> TilePlan:
+    if not config.has_ws:  # the tile search validates ws plans; the geometry is the same
+        config = config.replace(dataflow="both")
     ntiles = -(-conv.cout // config.cols)
     for double in (True, False):
         resident = _largest_tile(config, conv, resident_weights=True, double_buffer=double)
@@ -642,7 +667,9 @@ class _Builder:
             if self.plan.resident_weights:
                 w_base += st.nt * g.wset_rows
             acc_addr = g.acc_base[i % g.nacc]
-            for kc in range(g.nchunks):
+            if self.plan.dataflow == "os":
+                exec_cmds += self.os_matmuls(in_base, w_base, acc_addr, toh, tow, ih, iw)
+            for kc in range(g.nchunks if self.plan.dataflow == "ws" else 0):
                 for ky in range(k):
                     for kx in range(k):
                         exec_cmds.append(
@@ -686,6 +713,38 @@ class _Builder:
             prog += store_cmds
         prog.append(_cmd(Op.FENCE))
         return prog
+
+    def os_matmuls(
+        self, in_base: int, w_base: int, acc_addr: int, toh: int, tow: int, ih: int, iw: int
+    ) -> list[_Cmd]:
+        """Output-stationary MATMULs of one tile: array tiles of <= rows pixels, each one block
+        per (chunk, tap), the last with drain=1 (the bias is added then)."""
+        r, k, s, g = self.config.rows, self.conv.k, self.conv.stride, self.g
+        blocks = []  # (oy, ox, ny, nx) within the tile
+        if tow <= r:
+            per = r // tow
+            blocks = [(oy, 0, min(per, toh - oy), tow) for oy in range(0, toh, per)]
+        else:
+            blocks = [(oy, ox, 1, min(r, tow - ox)) for oy in range(toh) for ox in range(0, tow, r)]
+        cmds = []
+        taps = [(kc, ky, kx) for kc in range(g.nchunks) for ky in range(k) for kx in range(k)]
+        for oy, ox, ny, nx in blocks:
+            for t, (kc, ky, kx) in enumerate(taps):
+                cmds.append(
+                    _cmd(
+                        Op.MATMUL,
+                        os=1,
+                        drain=int(t == len(taps) - 1),
+                        a_stride_x=s,
+                        a_addr=in_base + kc * ih * iw + (ky + oy * s) * iw + kx + ox * s,
+                        w_addr=w_base + ((kc * k + ky) * k + kx) * g.wtile_rows,
+                        acc_addr=acc_addr + oy * tow + ox,
+                        nx=nx,
+                        ny=ny,
+                        a_stride_y=s * iw,
+                    )
+                )
+        return cmds
 
     def stores(self, st: _Step, acc_addr: int) -> list[_Cmd]:
         cfg, conv = self.config, self.conv

@@ -61,7 +61,7 @@ class TokenCounter(wiring.Component):
 
 
 class TandemCore(wiring.Component):
-    """One accelerator core (weight-stationary systolic array) with its memories and DMA.
+    """One accelerator core (systolic array, ws and/or os) with its memories and DMA.
 
     Members
     -------
@@ -291,7 +291,11 @@ class TandemCore(wiring.Component):
         ld_bad_len = (f(L, "rows") == 0) | (~f(L, "zero") & ((ld_len == 0) | (ld_len > R)))
         ld_range = (f(L, "spad_addr") + f(L, "rows")) > cfg.spad_rows
         nx, ny = f(MM, "nx"), f(MM, "ny")
-        mm_bad_len = (nx == 0) | (ny == 0)
+        mm_os = f(MM, "os")
+        # os: at most R output pixels per array tile
+        mm_bad_len = (nx == 0) | (ny == 0) | (mm_os & (nx * ny > R))
+        # a MATMUL in a dataflow the array was not generated with
+        mm_bad_flow = mm_os if not cfg.has_os else (~mm_os if not cfg.has_ws else 0)
         mm_acc = (f(MM, "acc_addr") + nx * ny) > cfg.acc_rows
         a_max = Signal(48, name="dec_a_max")
         m.d.comb += a_max.eq(
@@ -305,7 +309,7 @@ class TandemCore(wiring.Component):
         q_col = f(isa.Op.CFG_QUANT, "col")
         is_store_q = (op == ST) | (op == isa.Op.CFG_QUANT) | (op == isa.Op.CFG_STORE)
         m.d.comb += [
-            checks[isa.Cause.BAD_OPCODE].eq(~known),
+            checks[isa.Cause.BAD_OPCODE].eq(~known | ((op == MM) & mm_bad_flow)),
             checks[isa.Cause.SPAD_RANGE].eq(((op == L) & ld_range) | ((op == MM) & mm_spad)),
             checks[isa.Cause.ACC_RANGE].eq(((op == MM) & mm_acc) | ((op == ST) & st_acc)),
             checks[isa.Cause.BAD_LENGTH].eq(

@@ -1,18 +1,27 @@
-"""The execute unit: MATMUL and CFG_BIAS on the systolic array (weight-stationary).
+"""The execute unit: MATMUL and CFG_BIAS on the systolic array (weight- or output-stationary).
 
 Three independent engines share one command stream, so consecutive MATMULs overlap in the array
 exactly as back-to-back tiles do (``mapping.cost.array_tiles_cycles``):
 
-* the **weight feeder** reads each command's weight tile (``rows`` beats, last row first, each
-  beat from ``wrows`` scratchpad rows) into the array's idle weight buffer;
-* the **activation feeder** walks the command's 2-D scratchpad pattern, one row per cycle;
+* the **weight feeder** reads each command's weight tile (``rows`` beats, each from ``wrows``
+  scratchpad rows): ws: last row first, into the array's idle weight buffer; os: ``B[c, :]`` in
+  reduction order, transferred together with the activation beats;
+* the **activation feeder** walks the command's 2-D scratchpad pattern, one row per cycle; for os
+  the pixel rows fill one bank of a double-buffered ``rows x rows`` byte transposer while the
+  other bank emits ``rows`` column beats (``A[:, c]``), ``last`` on the final beat of a
+  ``drain=1`` command;
 * the **writeback** accumulates each output row into its accumulator row (bias + product, or
-  accumulator + product) and retires the command with its last row.
+  accumulator + product) and retires the command with its last row (os: the ``rows`` drained rows,
+  bottom pixel first, of which pixels ``< nx*ny`` are written; an os command without ``drain``
+  retires once its block has entered the array).
+
+The array's mode (``i_os``) follows the commands: both feeders stop at a command of the other
+dataflow, and the mode flips once the feeders, the transposer and the array are idle.
 """
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, Signal, signed
+from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -44,7 +53,8 @@ class ExecUnit(wiring.Component):
         self._cfg = config
         R, C = config.rows, config.cols
         self.wrows = -(-C // R)
-        self._array_cfg = config.replace(dataflow="ws")
+        # ws-only configs keep the ws array; with os the array is built with the config's dataflow
+        self._array_cfg = config if config.has_os else config.replace(dataflow="ws")
         super().__init__(
             {
                 "i_cmd": In(stream.Signature(isa.CMD_BITS)),
@@ -84,16 +94,26 @@ class ExecUnit(wiring.Component):
             return isa.hw_field(word, isa.Op.MATMUL, name)
 
         m.submodules.array = array = SystolicArray(self._array_cfg)
+        has_os = cfg.has_os
+        # the array's mode: 1 = output-stationary; switched only while everything is idle
+        if cfg.dataflow == "both":
+            mode = Signal(name="ex_mode_os")
+            m.d.comb += array.i_os.eq(mode)
+        else:
+            mode = Const(int(cfg.dataflow == "os"), 1)
 
         # ------------------------------------------------------------ issue
         cmd = self.i_cmd.payload
         op = cmd[0:4]
         pop_prev, pop_next, push_prev, push_next = cmd[4], cmd[5], cmd[6], cmd[7]
-        wcmd_layout = data.StructLayout({"w_addr": 24})
-        acmd_layout = data.StructLayout({"a_addr": 24, "sx": 4, "sy": 24, "nx": 12, "ny": 12})
-        dcmd_layout = data.StructLayout(
-            {"acc_addr": 16, "count": 24, "acc": 1, "push_prev": 1, "push_next": 1}
+        wcmd_layout = data.StructLayout({"w_addr": 24, "os": 1})
+        acmd_layout = data.StructLayout(
+            {"a_addr": 24, "sx": 4, "sy": 24, "nx": 12, "ny": 12, "os": 1, "drain": 1}
         )
+        dcmd_layout = data.StructLayout(
+            {"acc_addr": 16, "count": 24, "acc": 1, "push_prev": 1, "push_next": 1, "os": 1,
+             "drain": 1}
+        )  # fmt: skip
         wq = fifo.SyncFIFOBuffered(width=wcmd_layout.size, depth=4)
         aq = fifo.SyncFIFOBuffered(width=acmd_layout.size, depth=4)
         dq = fifo.SyncFIFOBuffered(width=dcmd_layout.size, depth=4)
@@ -119,7 +139,13 @@ class ExecUnit(wiring.Component):
             Signal(wcmd_layout), Signal(acmd_layout), Signal(dcmd_layout)
         )  # fmt: skip
         nx, ny = mm(cmd, "nx"), mm(cmd, "ny")
+        c_os, c_drain = mm(cmd, "os"), mm(cmd, "drain")
         m.d.comb += [
+            wentry.os.eq(c_os),
+            aentry.os.eq(c_os),
+            aentry.drain.eq(c_drain),
+            dentry.os.eq(c_os),
+            dentry.drain.eq(c_drain),
             wentry.w_addr.eq(mm(cmd, "w_addr")),
             aentry.a_addr.eq(mm(cmd, "a_addr")),
             aentry.sx.eq(mm(cmd, "a_stride_x")),
@@ -155,15 +181,20 @@ class ExecUnit(wiring.Component):
         w_skid = fifo.SyncFIFOBuffered(width=8 * R, depth=SKID)
         m.submodules.w_skid = w_skid
         w_inflight = Signal(range(SKID + 1), name="wf_inflight")
+        w_os = Signal(name="wf_os")
         w_issue = Signal(name="wf_issue")
         m.d.comb += w_issue.eq(w_active & (w_skid.level + w_inflight < SKID))
-        # beat j is weight row k = R-1-j at w_base + k*wrows + part
+        # ws: beat j is weight row k = R-1-j (last row first); os: k = j (reduction order);
+        # row k is at w_base + k*wrows + part
         k = Signal(range(R), name="wf_k")
-        m.d.comb += k.eq(R - 1 - w_beat)
+        m.d.comb += k.eq(Mux(w_os, w_beat, R - 1 - w_beat))
         m.d.comb += [self.o_w_addr.eq(w_base + k * wrows + w_part), self.o_w_en.eq(w_issue)]
-        with m.If(~w_active & wq.r_rdy):
-            m.d.comb += wq.r_en.eq(1)
-            m.d.sync += [w_active.eq(1), w_base.eq(w_head.w_addr), w_beat.eq(0), w_part.eq(0)]
+        w_end = w_issue & (w_part == wrows - 1) & (w_beat == R - 1)
+        # os commands follow each other without a gap (ws keeps its one-cycle gap)
+        w_next = Signal(name="wf_next")
+        m.d.comb += w_next.eq(
+            wq.r_rdy & (w_head.os == mode) & (~w_active | (w_end & w_os & w_head.os))
+        )
         with m.If(w_issue):
             with m.If(w_part == wrows - 1):
                 m.d.sync += [w_part.eq(0), w_beat.eq(w_beat + 1)]
@@ -171,6 +202,15 @@ class ExecUnit(wiring.Component):
                     m.d.sync += w_active.eq(0)
             with m.Else():
                 m.d.sync += w_part.eq(w_part + 1)
+        with m.If(w_next):
+            m.d.comb += wq.r_en.eq(1)
+            m.d.sync += [
+                w_active.eq(1),
+                w_base.eq(w_head.w_addr),
+                w_beat.eq(0),
+                w_part.eq(0),
+                w_os.eq(w_head.os),
+            ]
         w_got = Signal(name="wf_got")
         m.d.sync += w_got.eq(w_issue)
         m.d.comb += [w_skid.w_en.eq(w_got), w_skid.w_data.eq(self.i_w_data)]
@@ -212,21 +252,18 @@ class ExecUnit(wiring.Component):
         m.submodules.a_skid = a_skid
         a_inflight = Signal(range(SKID + 1), name="af_inflight")
         a_issue = Signal(name="af_issue")
-        m.d.comb += a_issue.eq(a_active & (a_skid.level + a_inflight < SKID))
+        tp_free = Signal(name="tp_free")  # os: the transposer bank being filled is free
+        m.d.comb += a_issue.eq(a_active & Mux(a_cmd.os, tp_free, a_skid.level + a_inflight < SKID))
         a_last = Signal(name="af_last")
         m.d.comb += a_last.eq((ox == a_cmd.nx - 1) & (oy == a_cmd.ny - 1))
         m.d.comb += [self.o_act_addr.eq(a_addr), self.o_act_en.eq(a_issue)]
-        with m.If(~a_active & aq.r_rdy):
-            m.d.comb += aq.r_en.eq(1)
-            m.d.sync += [
-                a_active.eq(1),
-                a_cmd.eq(a_head),
-                a_row.eq(a_head.a_addr),
-                a_addr.eq(a_head.a_addr),
-                ox.eq(0),
-                oy.eq(0),
-            ]
+        a_next = Signal(name="af_next")
+        m.d.comb += a_next.eq(
+            aq.r_rdy & (a_head.os == mode) & (~a_active | (a_issue & a_last & a_cmd.os & a_head.os))
+        )
+        a_j = Signal(range(R + 1), name="af_pixel")  # os: pixel index within the command
         with m.If(a_issue):
+            m.d.sync += a_j.eq(a_j + 1)
             with m.If(ox == a_cmd.nx - 1):
                 m.d.sync += [
                     ox.eq(0),
@@ -238,36 +275,141 @@ class ExecUnit(wiring.Component):
                     m.d.sync += a_active.eq(0)
             with m.Else():
                 m.d.sync += [ox.eq(ox + 1), a_addr.eq(a_addr + a_cmd.sx)]
+        with m.If(a_next):
+            m.d.comb += aq.r_en.eq(1)
+            m.d.sync += [
+                a_active.eq(1),
+                a_cmd.eq(a_head),
+                a_row.eq(a_head.a_addr),
+                a_addr.eq(a_head.a_addr),
+                ox.eq(0),
+                oy.eq(0),
+                a_j.eq(0),
+            ]
         a_got = Signal(name="af_got")
         a_got_last = Signal(name="af_got_last")
-        m.d.sync += [a_got.eq(a_issue), a_got_last.eq(a_last)]
-        m.d.comb += [a_skid.w_en.eq(a_got), a_skid.w_data.eq(Cat(self.i_act_data, a_got_last))]
-        m.d.sync += a_inflight.eq(a_inflight + a_issue - a_got)
+        a_got_os = Signal(name="af_got_os")
+        m.d.sync += [a_got.eq(a_issue), a_got_last.eq(a_last), a_got_os.eq(a_cmd.os)]
         m.d.comb += [
-            array.i_act.valid.eq(a_skid.r_rdy),
-            array.i_act.payload.data.as_value().eq(a_skid.r_data[: 8 * R]),
-            array.i_act.payload.last.eq(a_skid.r_data[8 * R]),
-            a_skid.r_en.eq(array.i_act.ready),
+            a_skid.w_en.eq(a_got & ~a_got_os),
+            a_skid.w_data.eq(Cat(self.i_act_data, a_got_last)),
+        ]
+        m.d.sync += a_inflight.eq(a_inflight + a_issue - a_got)
+
+        # ------------------------------------------------------------ os transposer
+        # Two banks of R pixel rows (R bytes each). The walker fills one bank with the
+        # command's nx*ny pixel rows while the other emits R beats column-wise: beat c is byte
+        # c of every pixel row. Each emitted beat shifts the bank's rows down one byte, so an
+        # emitted bank is all zeros again (pixels >= nx*ny stay zero).
+        tp_valid = Signal(name="tp_valid")
+        tp_data = Signal(8 * R, name="tp_data")
+        tp_last = Signal(name="tp_last")
+        tp_fire = Signal(name="tp_fire")
+        tp_end = Signal(name="tp_end")  # the final beat of a block is accepted
+        tp_idle = Signal(name="tp_idle")
+        if has_os:
+            bank = [[Signal(8 * R, name=f"tp_b{b}_row{j}") for j in range(R)] for b in range(2)]
+            claimed = Signal(2, name="tp_claimed")  # bank filled (last pixel issued), not emitted
+            full = Signal(2, name="tp_full")  # bank's data landed
+            bdrain = Signal(2, name="tp_drain")
+            iss_b = Signal(name="tp_fill_bank")
+            got_b = Signal(name="tp_got_bank")
+            got_j = Signal(range(R + 1), name="tp_got_pixel")
+            e_b = Signal(name="tp_emit_bank")
+            e_c = Signal(range(R), name="tp_emit_beat")
+            m.d.sync += [got_b.eq(iss_b), got_j.eq(a_j)]
+            m.d.comb += [
+                tp_valid.eq(full.bit_select(e_b, 1)),
+                tp_last.eq((e_c == R - 1) & bdrain.bit_select(e_b, 1)),
+                tp_fire.eq(tp_valid & array.i_act.ready & mode),
+                tp_end.eq(tp_fire & (e_c == R - 1)),
+                tp_free.eq(~claimed.bit_select(iss_b, 1) | (tp_end & (e_b == iss_b))),
+                tp_idle.eq(claimed == 0),
+            ]
+            for j in range(R):
+                m.d.comb += tp_data[8 * j : 8 * j + 8].eq(Mux(e_b, bank[1][j][:8], bank[0][j][:8]))
+            for b in range(2):
+                for j in range(R):
+                    with m.If(tp_fire & (e_b == b)):
+                        m.d.sync += bank[b][j].eq(bank[b][j] >> 8)
+                    with m.If(a_got & a_got_os & (got_b == b) & (got_j == j)):
+                        m.d.sync += bank[b][j].eq(self.i_act_data)
+            with m.If(tp_fire):
+                m.d.sync += e_c.eq(e_c + 1)
+                with m.If(e_c == R - 1):
+                    m.d.sync += [
+                        e_c.eq(0),
+                        e_b.eq(~e_b),
+                        claimed.bit_select(e_b, 1).eq(0),
+                        full.bit_select(e_b, 1).eq(0),
+                    ]
+            with m.If(a_issue & a_cmd.os & a_last):
+                m.d.sync += [
+                    claimed.bit_select(iss_b, 1).eq(1),
+                    bdrain.bit_select(iss_b, 1).eq(a_cmd.drain),
+                    iss_b.eq(~iss_b),
+                ]
+            with m.If(a_got & a_got_os & a_got_last):
+                m.d.sync += full.bit_select(got_b, 1).eq(1)
+        else:
+            m.d.comb += [tp_free.eq(0), tp_idle.eq(1)]
+
+        m.d.comb += [
+            array.i_act.valid.eq(Mux(mode, tp_valid, a_skid.r_rdy)),
+            array.i_act.payload.data.as_value().eq(Mux(mode, tp_data, a_skid.r_data[: 8 * R])),
+            array.i_act.payload.last.eq(Mux(mode, tp_last, a_skid.r_data[8 * R])),
+            a_skid.r_en.eq(array.i_act.ready & ~mode),
             self.o_streaming.eq(array.i_act.valid & array.i_act.ready),
         ]
+
+        # ------------------------------------------------------------ mode switch
+        if cfg.dataflow == "both":
+            # both feeders stop at a command of the other mode; once nothing is left in the
+            # feeders, the transposer or the array, the mode flips
+            switch = (
+                ~w_active & ~a_active & wq.r_rdy & aq.r_rdy
+                & (w_head.os != mode) & (a_head.os != mode)
+                & (w_skid.level == 0) & (a_skid.level == 0)
+                & (w_inflight == 0) & (a_inflight == 0) & ~a_got & ~w_got
+                & tp_idle & array.o_idle
+            )  # fmt: skip
+            with m.If(switch):
+                m.d.sync += mode.eq(~mode)
 
         # ------------------------------------------------------------ writeback (RMW)
         d_head = data.View(dcmd_layout, dq.r_data)
         wb_count = Signal(24, name="wb_count")
-        m.d.comb += array.o_out.ready.eq(1)
-        out_fire = array.o_out.valid
+        # os: blocks whose R beats entered the array and whose command has not retired
+        blocks = Signal(8, name="wb_os_blocks")
+        # an os command without drain retires once its block has entered the array
+        nd_head = dq.r_rdy & d_head.os & ~d_head.drain
+        nd_retire = Signal(name="wb_os_retire")
+        m.d.comb += nd_retire.eq(nd_head & (blocks != 0))
+        m.d.comb += array.o_out.ready.eq(~nd_head)
+        out_fire = array.o_out.valid & array.o_out.ready
+        # os: drained row j is pixel R-1-j; only pixels < nx*ny are written
+        pixel = Signal(24, name="wb_pixel")
+        m.d.comb += pixel.eq(Mux(d_head.os, R - 1 - wb_count, wb_count))
+        write = Signal(name="wb_write")
+        m.d.comb += write.eq(~d_head.os | (pixel < d_head.count))
         row_addr = Signal(16, name="wb_row_addr")
-        m.d.comb += row_addr.eq(d_head.acc_addr + wb_count)
-        m.d.comb += [self.o_accr_addr.eq(row_addr), self.o_accr_en.eq(out_fire)]
+        m.d.comb += row_addr.eq(d_head.acc_addr + pixel)
+        m.d.comb += [self.o_accr_addr.eq(row_addr), self.o_accr_en.eq(out_fire & write)]
         s1 = Signal(name="wb_s1")
+        s1_write = Signal(name="wb_s1_write")
         s1_addr = Signal(16, name="wb_s1_addr")
         s1_acc = Signal(name="wb_s1_acc")
         s1_out = Signal(data.ArrayLayout(signed(AW), C), name="wb_s1_out")
         s1_done = Signal(name="wb_s1_done")
         s1_pp = Signal(name="wb_s1_push_prev")
         s1_pn = Signal(name="wb_s1_push_next")
-        last_row = wb_count == d_head.count - 1
-        m.d.sync += s1.eq(out_fire)
+        last_row = Mux(d_head.os, wb_count == R - 1, wb_count == d_head.count - 1)
+        m.d.sync += [s1.eq(out_fire | nd_retire), s1_write.eq(out_fire & write)]
+        blk_dec = (out_fire & d_head.os & last_row) | nd_retire
+        m.d.sync += blocks.eq(blocks + tp_end - blk_dec)
+        with m.If(nd_retire):
+            m.d.comb += dq.r_en.eq(1)
+            m.d.sync += [s1_done.eq(1), s1_pp.eq(d_head.push_prev), s1_pn.eq(d_head.push_next)]
         with m.If(out_fire):
             m.d.sync += [
                 s1_addr.eq(row_addr),
@@ -285,7 +427,7 @@ class ExecUnit(wiring.Component):
         for c in range(C):
             base = Mux(s1_acc, self.i_accr_data[c], bias[c])
             m.d.comb += self.o_accw_data[c].eq((base + s1_out[c])[:AW])
-        m.d.comb += [self.o_accw_addr.eq(s1_addr), self.o_accw_en.eq(s1)]
+        m.d.comb += [self.o_accw_addr.eq(s1_addr), self.o_accw_en.eq(s1 & s1_write)]
         done = s1 & s1_done
         m.d.comb += [
             self.tok_prev.give.eq((done & s1_pp) | cfg_push_prev),

@@ -50,7 +50,7 @@ class Op(enum.IntEnum):
     CFG_QUANT = 2  # store queue: requant multiplier and shift of one column
     CFG_STORE = 3  # store queue: output zero point and clamp bounds
     LOAD = 4  # load queue: DRAM rows -> scratchpad rows (or zero-fill)
-    MATMUL = 5  # exec queue: preload weights, stream a 2-D pattern of rows, write accumulators
+    MATMUL = 5  # exec queue: ws: preload weights, stream a 2-D pattern of rows; os: one K block
     STORE = 6  # store queue: accumulator rows -> requantize -> DRAM rows
     FENCE = 7  # decoder waits until every queue is empty and every unit idle
     DWCONV = 8  # vector queue (reserved: the vector unit)
@@ -114,8 +114,12 @@ FIELDS: dict[Op, dict[str, tuple[int, int, bool]]] = {
     # ceil(cols/rows)). Activations: for oy < ny, ox < nx: spad row
     # a_addr + oy*a_stride_y + ox*a_stride_x -> accumulator row acc_addr + oy*nx + ox.
     # acc=0: write bias + product; acc=1: add the product to the accumulator.
+    # os=1 (output-stationary): one reduction block of rows steps over the nx*ny <= rows pixels;
+    # consecutive os MATMULs accumulate in the array until one with drain=1 writes the results.
     Op.MATMUL: {
         "acc": (8, 1, False),
+        "os": (9, 1, False),
+        "drain": (10, 1, False),
         "a_stride_x": (12, 4, False),
         "a_addr": (16, 24, False),
         "w_addr": (40, 24, False),

@@ -30,7 +30,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     import json
 
     from kernels.layers import parse_layer_spec
-    from kernels.lower import TilePlan
+    from kernels.lower import TilePlan, default_plan
     from rtl.config import load_config
     from tb.sim_layer import run_layer, save_layer_run
 
@@ -44,8 +44,10 @@ def _cmd_sim(args: argparse.Namespace) -> int:
             raise ValueError(  # noqa: B904 - the parse error itself says nothing useful
                 f"--tile must look like 8x56 (output rows x columns), not {args.tile!r}"
             )
-        plan = TilePlan(oh_t=oh, ow_t=ow)
+        plan = TilePlan(oh_t=oh, ow_t=ow, dataflow=args.dataflow or "ws")
         plan.validate(cfg, layer)
+    elif args.dataflow:
+        plan = default_plan(cfg, layer, args.dataflow)
     if not args.json:
         print(
             f"simulating {args.layer} on {cfg.name} ({args.sim}); building the core if needed...",
@@ -127,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sim", choices=["verilator", "icarus"], default="verilator")
     p.add_argument("--seed", type=int, default=0, help="random data seed (default 0)")
     p.add_argument("--tile", metavar="OHxOW", help="output tile, e.g. 8x56 (default: chosen)")
+    p.add_argument(
+        "--dataflow",
+        choices=["ws", "os"],
+        help="lower weight- or output-stationary (default: ws when the config has it)",
+    )
     p.add_argument(
         "--dram-latency",
         type=int,

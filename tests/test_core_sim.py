@@ -11,7 +11,7 @@ import pytest
 
 from kernels.conv import layer_golden, random_layer_data
 from kernels.layers import Conv2D, Dense
-from kernels.lower import lower
+from kernels.lower import default_plan, lower
 from rtl import isa
 from rtl.config import load_config
 from rtl.isa import Cause, Op, encode
@@ -48,11 +48,11 @@ def random_layers(seed: int, count: int, *, max_hw: int, max_c: int):
     return layers
 
 
-def layer_jobs(cfg, layers, seed, **dram):
+def layer_jobs(cfg, layers, seed, dataflow="ws", **dram):
     jobs, goldens, lowered = [], [], []
     for i, layer in enumerate(layers):
         t = random_layer_data(layer, np.random.default_rng(seed + i))
-        low = lower(cfg, layer, t)
+        low = lower(cfg, layer, t, default_plan(cfg, layer, dataflow))
         jobs.append(CoreJob.from_lowered(low, **dram))
         goldens.append(layer_golden(layer, t))
         lowered.append(low)
@@ -74,16 +74,25 @@ CASES = {
     ("verilator", "wide"): dict(count=6, max_hw=8, max_c=40),
     ("verilator", "default"): dict(count=4, max_hw=10, max_c=40),
 }
+# Output-stationary lowerings (TilePlan(dataflow="os")) of other random layers.
+OS_CASES = {
+    ("verilator", "tiny", "os"): dict(count=8, max_hw=9, max_c=9),
+    ("icarus", "tiny", "os"): dict(count=3, max_hw=6, max_c=6),
+    ("verilator", "default", "os"): dict(count=3, max_hw=9, max_c=40),
+}
 
 
-@pytest.fixture(scope="module", params=list(CASES), ids=lambda c: f"{c[0]}-{c[1]}")
+@pytest.fixture(
+    scope="module", params=[*CASES, *OS_CASES], ids=lambda c: "-".join(c)
+)  # fmt: skip
 def regression(request):
-    sim, name = request.param
+    sim, name, *flow = request.param
+    dataflow = flow[0] if flow else "ws"
     cfg = load_config(name)
-    seed = 1000 + len(name)
-    layers = random_layers(seed, **CASES[request.param])
-    jobs, goldens, lowered = layer_jobs(cfg, layers, seed)
-    results = run_programs(cfg, jobs, sim=sim, name=f"regress-{seed}")
+    seed = 1000 + len(name) + (500 if flow else 0)
+    layers = random_layers(seed, **{**CASES, **OS_CASES}[request.param])
+    jobs, goldens, lowered = layer_jobs(cfg, layers, seed, dataflow)
+    results = run_programs(cfg, jobs, sim=sim, name=f"regress-{seed}-{dataflow}")
     return cfg, results, goldens, lowered
 
 
@@ -95,10 +104,12 @@ def test_random_layers_bit_exact(regression):
 
 @pytest.mark.sim
 def test_counters_match_the_program(regression):
-    """Streaming cycles = activation rows of all MATMULs; bytes written = output bytes."""
-    _cfg, results, _goldens, lowered = regression
+    """Streaming cycles = activation beats of all MATMULs (ws: one per pixel, os: rows per
+    block); bytes written = output bytes."""
+    cfg, results, _goldens, lowered = regression
     for r, low in zip(results, lowered, strict=True):
-        rows = sum(c.nx * c.ny for c in map(isa.decode, low.program) if c.op == Op.MATMUL)
+        mms = [c for c in map(isa.decode, low.program) if c.op == Op.MATMUL]
+        rows = sum(cfg.rows if c.os else c.nx * c.ny for c in mms)
         assert r.counters["exec_streaming"] == rows, r.name
         assert r.counters["wr_bytes"] == low.output.nbytes, r.name
         assert r.counters["retired"] == len(low.program), r.name
@@ -148,6 +159,8 @@ def test_bad_commands_raise_sticky_errors(sim):
         "token": ([encode(Op.LOAD, rows=1, len=4, pop_prev=True)], Cause.BAD_TOKEN, 0),
         "matmul_spad": ([encode(Op.MATMUL, a_addr=cfg.spad_rows - 2, nx=3, ny=1, a_stride_x=1)],
                         Cause.SPAD_RANGE, 0),
+        "os_pixels": ([ok_load, encode(Op.MATMUL, os=1, drain=1, nx=cfg.rows + 1, ny=1,
+                                       a_stride_x=1)], Cause.BAD_LENGTH, 1),
     }  # fmt: skip
     jobs = [_error_job(n, words, cfg) for n, (words, _c, _pc) in cases.items()]
     results = run_programs(cfg, jobs, sim=sim, name="errors")
@@ -169,6 +182,28 @@ def test_watchdog_reports_a_deadlock():
     assert r.state["counters"]["exec_wait_token"] > 1000
     assert r.state["tokens"]["l2e"] == 0
     assert "watchdog" in r.error
+
+
+@pytest.mark.sim
+def test_ws_and_os_share_the_array():
+    """ws, os and ws again in one program (the mode switches while idle), and a 2x2 os tile."""
+    cfg = load_config("tiny")
+    layer = Conv2D("mix", h=6, w=5, cin=6, cout=5, k=3, stride=1, pad=1, act="relu")
+    t = random_layer_data(layer, np.random.default_rng(3))
+    want = layer_golden(layer, t)
+    plans = [default_plan(cfg, layer, f) for f in ("ws", "os")]
+    lows = [lower(cfg, layer, t, p) for p in plans]
+    # one image, three programs back to back: ws, os, ws (each ends with FENCE)
+    base = lows[0]
+    assert all(lo.program_addr == base.program_addr for lo in lows)
+    prog = [*lows[0].program, *lows[1].program, *lows[0].program]
+    image = bytearray(base.image[: base.program_addr]) + isa.to_bytes(prog)
+    job = CoreJob("mix", bytes(image), base.program_addr, len(prog), base.output.addr,
+                  base.output.nbytes, timeout=200_000)  # fmt: skip
+    (r,) = run_programs(cfg, [job], sim="verilator", name="mix")
+    assert r.status == "done", r.error
+    assert np.array_equal(np.frombuffer(r.output, np.int8).reshape(want.shape), want)
+    assert r.counters["retired"] == len(prog)
 
 
 SLOW_CASES = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import re
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from kernels.conv import layer_golden, random_layer_data
-from kernels.interp import DeadlockError, HazardError, ProgramError, execute, run
+from kernels.interp import DeadlockError, HazardError, ProgramError, _decode, _Machine, execute, run
 from kernels.layers import Conv2D, Dense, parse_layer_spec
 from kernels.lower import ALIGN, TilePlan, default_plan, lower
 from rtl import isa
@@ -451,3 +452,106 @@ def test_interpreter_dram_range_and_undefined_reads():
             isa.encode(Op.MATMUL, nx=1, ny=1, pop_prev=True),
         ]
         execute(cfg, prog, bytes(256))
+
+
+# -------------------------------------------------------------------- output-stationary
+
+
+def os_plan(config, layer, plan):
+    return dataclasses.replace(plan, dataflow="os") if plan else default_plan(config, layer, "os")
+
+
+@pytest.mark.parametrize(("config", "spec", "plan"), CASES, ids=[case_id(c) for c in CASES])
+def test_os_lowering_matches_golden(config, spec, plan):
+    cfg, layer = CONFIGS[config], parse_layer_spec(spec)
+    low = check_lowering(cfg, layer, os_plan(cfg, layer, plan), seed=len(spec) + 1)
+    mms = [c for c in map(isa.decode, low.program) if c.op == Op.MATMUL]
+    assert all(c.os and c.nx * c.ny <= cfg.rows and not c.acc for c in mms)
+    assert mms[-1].drain
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_os_random_layers_and_plans(seed):
+    """Awkward shapes and plans in output-stationary, on the presets and a non-square array."""
+    rng = np.random.default_rng(5000 + seed)
+    configs = [*CONFIGS.values(), HWConfig(name="odd", rows=8, cols=12, spad_kib=16, acc_kib=8,
+                                           spad_banks=1, acc_banks=1)]  # fmt: skip
+    config = configs[seed % len(configs)]
+    if seed % 5 == 4:
+        layer = Dense(f"fc{seed}", m=int(rng.integers(1, 40)), k=int(rng.integers(1, 80)),
+                      n=int(rng.integers(1, 70)))  # fmt: skip
+    else:
+        k = int(rng.choice([1, 3, 5]))
+        pad = int(rng.integers(0, min(k, 3)))
+        layer = Conv2D(
+            f"conv{seed}", h=int(rng.integers(max(1, k - 2 * pad), 12)),
+            w=int(rng.integers(max(1, k - 2 * pad), 12)), cin=int(rng.integers(1, 40)),
+            cout=int(rng.integers(1, 40)), k=k, stride=int(rng.integers(1, 4)), pad=pad,
+            batch=int(rng.integers(1, 3)), act=str(rng.choice(["none", "relu"])),
+        )  # fmt: skip
+    plan = TilePlan(
+        int(rng.integers(1, layer.out_h + 1)), int(rng.integers(1, layer.out_w + 1)),
+        double_buffer=bool(rng.integers(0, 4)), resident_weights=bool(rng.integers(0, 2)),
+        n_outer=bool(rng.integers(0, 2)), dataflow="os",
+    )  # fmt: skip
+    try:
+        plan.validate(config, layer)
+    except ValueError:
+        plan = default_plan(config, layer, "os")
+    check_lowering(config, layer, plan, seed=seed)
+
+
+def test_os_plan_checks_and_interpreter_errors():
+    ws_only = CONFIGS["tiny"].replace(dataflow="ws")
+    layer = parse_layer_spec("conv:h=5,w=5,cin=3,cout=3,k=3,p=1")
+    with pytest.raises(ValueError, match="no output-stationary"):
+        TilePlan(2, 2, dataflow="os").validate(ws_only, layer)
+    with pytest.raises(ValueError, match="dataflow"):
+        TilePlan(2, 2, dataflow="xs")
+    os_only = CONFIGS["tiny"].replace(dataflow="os")
+    assert default_plan(os_only, layer).dataflow == "os"
+    check_lowering(os_only, layer)
+    cfg = CONFIGS["tiny"]
+    load = isa.encode(Op.LOAD, zero=1, rows=16, len=4, push_next=True)
+    bias = [isa.encode(Op.CFG_BIAS, col=c) for c in range(4)]
+    cases = [
+        (cfg, isa.encode(Op.MATMUL, os=1, drain=1, nx=5, ny=1, pop_prev=True), Cause.BAD_LENGTH,
+         "exceed the 4 array rows"),
+        (ws_only, isa.encode(Op.MATMUL, os=1, drain=1, nx=1, ny=1, pop_prev=True),
+         Cause.BAD_OPCODE, "no output-stationary"),
+        (os_only, isa.encode(Op.MATMUL, nx=1, ny=1, pop_prev=True), Cause.BAD_OPCODE,
+         "no weight-stationary"),
+        (cfg, isa.encode(Op.MATMUL, os=1, nx=1, ny=1, pop_prev=True), None, "never drains"),
+    ]  # fmt: skip
+    for config, word, cause, match in cases:
+        with pytest.raises(ProgramError, match=match) as info:
+            execute(config, [load, *bias, word], bytes(256))
+        assert info.value.index == 5 and info.value.cause == cause
+    mixed = [load, *bias, isa.encode(Op.MATMUL, os=1, nx=1, ny=1, pop_prev=True),
+             isa.encode(Op.MATMUL, nx=1, ny=1)]  # fmt: skip
+    with pytest.raises(ProgramError, match="has not drained"):
+        execute(cfg, mixed, bytes(256))
+
+
+def test_os_interpreter_by_hand():
+    """Two os blocks accumulate; the drain writes bias + C for the nx*ny pixels only."""
+    cfg = CONFIGS["tiny"]
+    rng = np.random.default_rng(9)
+    a = rng.integers(-128, 128, (8, 4), dtype=np.int8)  # spad rows 0..7: pixels x channels
+    w = rng.integers(-128, 128, (8, 4), dtype=np.int8)  # spad rows 8..15: two weight tiles
+    image = bytearray(256)
+    image[0:32], image[32:64] = a.tobytes(), w.tobytes()
+    prog = [
+        isa.encode(Op.LOAD, dram_addr=0, spad_addr=0, rows=16, len=4, stride=4, push_next=True),
+        *[isa.encode(Op.CFG_BIAS, col=c, bias=c - 2) for c in range(4)],
+        isa.encode(Op.MATMUL, os=1, a_addr=0, a_stride_x=2, a_stride_y=1, w_addr=8, nx=3, ny=1,
+                   acc_addr=0, pop_prev=True),
+        isa.encode(Op.MATMUL, os=1, drain=1, a_addr=1, a_stride_x=2, a_stride_y=1, w_addr=12,
+                   nx=3, ny=1, acc_addr=1),
+    ]  # fmt: skip
+    mach = _Machine(cfg, _decode(prog), bytes(image), strict=True)
+    for i in range(len(prog)):
+        mach.step(0 if i == 0 else 1, i)
+    x = a.astype(np.int64)
+    want = x[[0, 2, 4]] @ w[:4].astype(np.int64) + x[[1, 3, 5]] @ w[4:].astype(np.int64)
+    assert np.array_equal(mach.acc[1:4], want + np.arange(4) - 2)
