@@ -383,6 +383,54 @@ class LoadUnit(wiring.Component):
         return m
 
 
+def _requant_lane(m: Module, acc, mult, shift, zp, lo, hi, c: int):
+    """``clamp(((acc * mult + R) >> shift) + zp, lo, hi)``, ``R = 1 << (shift - 1)`` (0 if 0).
+
+    Every intermediate fits 64 bits, so Verilator evaluates it with scalar arithmetic:
+
+    * ``P = acc * mult`` (signed 32 x 32, ``|P| <= 2**62``).
+    * ``shift == 0``: ``P``. For ``shift >= 1``, with ``P = 2q + b``, ``(P + 2**(S-1)) >> S ==
+      (q + R') >> (S - 1)`` where ``R' = b`` for ``S == 1`` and ``2**(S-2)`` for ``S >= 2``
+      (adding ``b < 2`` to an even number does not cross a multiple of ``2**S``);
+      ``|q + R'| < 2**62``.
+    * The shifted value is saturated to 11 bits before adding ``zp``: any value beyond the
+      int8 range of ``lo``/``hi`` clamps to the same bound either way.
+    """
+    prod = Signal(signed(64), name=f"rq_prod_{c}")
+    m.d.comb += prod.eq(acc * mult)
+    half = Signal(signed(63), name=f"rq_half_{c}")
+    m.d.comb += half.eq(prod >> 1)
+    rnd = Signal(signed(63), name=f"rq_rnd_{c}")  # 2**(S-2) for S >= 2, P[0] for S == 1
+    with m.If(shift == 1):
+        m.d.comb += rnd.eq(prod[0])
+    with m.Else():
+        m.d.comb += rnd.eq(Const(1 << 62, 63) >> (64 - shift)[:6])
+    sum_ = Signal(signed(64), name=f"rq_sum_{c}")
+    m.d.comb += sum_.eq(half + rnd)
+    sh = Signal(signed(64), name=f"rq_sh_{c}")
+    with m.If(shift == 0):
+        m.d.comb += sh.eq(prod)
+    with m.Else():
+        m.d.comb += sh.eq(sum_ >> (shift - 1)[:6])
+    sat = Signal(signed(11), name=f"rq_sat_{c}")
+    with m.If(sh > 1023):
+        m.d.comb += sat.eq(1023)
+    with m.Elif(sh < -1024):
+        m.d.comb += sat.eq(-1024)
+    with m.Else():
+        m.d.comb += sat.eq(sh[:11])
+    v = Signal(signed(12), name=f"rq_v_{c}")
+    m.d.comb += v.eq(sat + zp)
+    y = Signal(signed(8), name=f"rq_y_{c}")
+    with m.If(v < lo):
+        m.d.comb += y.eq(lo)
+    with m.Elif(v > hi):
+        m.d.comb += y.eq(hi)
+    with m.Else():
+        m.d.comb += y.eq(v)
+    return y
+
+
 class StoreUnit(wiring.Component):
     """Runs STORE, CFG_QUANT and CFG_STORE: accumulator rows -> requantize -> DRAM rows.
 
@@ -487,25 +535,7 @@ class StoreUnit(wiring.Component):
         # ---------------------------------------------------- stage 1: requantize (registered)
         ys = []
         for c in range(C):
-            acc = self.i_acc_data[c]
-            prod = Signal(signed(64), name=f"rq_prod_{c}")
-            m.d.comb += prod.eq(acc * mult[c])
-            rnd = Signal(signed(66), name=f"rq_rnd_{c}")
-            m.d.comb += rnd.eq(
-                prod + Mux(shift[c] == 0, 0, Const(1, signed(66)) << (shift[c] - 1)[:6])
-            )
-            sh = Signal(signed(66), name=f"rq_sh_{c}")
-            m.d.comb += sh.eq(rnd >> shift[c])
-            v = Signal(signed(67), name=f"rq_v_{c}")
-            m.d.comb += v.eq(sh + zp)
-            y = Signal(signed(8), name=f"rq_y_{c}")
-            with m.If(v < lo):
-                m.d.comb += y.eq(lo)
-            with m.Elif(v > hi):
-                m.d.comb += y.eq(hi)
-            with m.Else():
-                m.d.comb += y.eq(v)
-            ys.append(y)
+            ys.append(_requant_lane(m, self.i_acc_data[c], mult[c], shift[c], zp, lo, hi, c))
         s2 = Signal(out_layout, name="st_s2")
         s2_valid = Signal(name="st_s2_valid")
         m.d.sync += s2_valid.eq(s1_valid)

@@ -55,6 +55,10 @@ _YOSYS_SCRIPT = (
     "opt_clean",
     "opt_dff",
     "opt_clean",
+    # drop unused result MSBs (e.g. the 33rd bit of each PE's 32-bit accumulate), so Verilator
+    # evaluates them with 32-bit instead of 64-bit arithmetic
+    "wreduce",
+    "opt_clean",
     "memory_collect",
     f"attrmap {_STRIP}",
     f"attrmap -modattr {_STRIP}",

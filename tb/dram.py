@@ -27,6 +27,7 @@ __all__ = [
 BENCH_TOP = "tandem_tb"
 DRAM_SOURCE = Path(__file__).resolve().parent / "hdl" / "tandem_dram.v"
 DEFAULT_DRAM_BYTES = 16 << 20
+CLOCK_PERIOD_NS = 10  # the bench's clock, generated in tandem_tb (tb_core.PERIOD_NS)
 
 _DRAM_PORTS = {
     "dram_latency": ("in", 16),
@@ -69,6 +70,7 @@ def read_hex(path: str | Path, beat: int) -> bytes:
 def bench_top_ports(config: HWConfig) -> dict[str, tuple[str, int]]:
     """Ports of ``tandem_tb``: the core's, minus its memory port, plus the DRAM's."""
     ports = {n: d for n, d in top_ports(config, "core").items() if not n.startswith("mem__")}
+    ports["clk"] = ("out", 1)  # generated inside the bench (see bench_top_verilog)
     ports.update(_DRAM_PORTS)
     return ports
 
@@ -83,7 +85,10 @@ def bench_top_verilog(config: HWConfig, dram_bytes: int = DEFAULT_DRAM_BYTES) ->
     decl = []
     for name, (direction, width) in ports.items():
         rng = f"[{width - 1}:0] " if width > 1 else ""
-        decl.append(f"  {'input' if direction == 'in' else 'output'} wire {rng}{name}")
+        kind = (
+            "input wire" if direction == "in" else "output reg" if name == "clk" else "output wire"
+        )
+        decl.append(f"  {kind} {rng}{name}")
     mem_w = {n: w for n, (_d, w) in core_ports.items() if n.startswith("mem__")}
     mem_w["mem__wack"] = 1
     wires = [f"  wire [{w - 1}:0] {n};" if w > 1 else f"  wire {n};" for n, w in mem_w.items()]
@@ -95,6 +100,10 @@ def bench_top_verilog(config: HWConfig, dram_bytes: int = DEFAULT_DRAM_BYTES) ->
             f"module {BENCH_TOP} (",
             ",\n".join(decl),
             ");",
+            f"  // The clock is generated here, not by cocotb: {CLOCK_PERIOD_NS} ns, high at t=0",
+            "  // (as cocotb's Clock), no per-edge VPI traffic (Verilator builds with --timing).",
+            "  initial clk = 1'b1;",
+            f"  always #{CLOCK_PERIOD_NS // 2} clk = ~clk;",
             *wires,
             f"  {top_name('core')} core (",
             ",\n".join(conns),
