@@ -78,6 +78,15 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     return 0 if report.bit_exact else 1
 
 
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config",
+        required=True,
+        metavar="CFG",
+        help="preset name (tiny, default, wide, large) or a .toml/.json file",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tandem",
@@ -93,12 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         "<out>/tandem_isa.vh for a configuration. "
         "The same config always gives byte-identical Verilog.",
     )
-    p.add_argument(
-        "--config",
-        required=True,
-        metavar="CFG",
-        help="preset name (tiny, default, wide, large) or a .toml/.json file",
-    )
+    _add_config(p)
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     p.add_argument(
         "--top",
@@ -119,12 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         "every output with the golden model, and report cycles, MAC utilization, DRAM bytes and "
         "the performance counters. Exit status 1 if the RTL output differs.\n\n" + LAYER_SPEC_HELP,
     )
-    p.add_argument(
-        "--config",
-        required=True,
-        metavar="CFG",
-        help="preset name (tiny, default, wide, large) or a .toml/.json file",
-    )
+    _add_config(p)
     p.add_argument("--layer", required=True, metavar="SPEC", help="layer spec (see above)")
     p.add_argument("--sim", choices=["verilator", "icarus"], default="verilator")
     p.add_argument("--seed", type=int, default=0, help="random data seed (default 0)")
