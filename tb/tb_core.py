@@ -2,9 +2,10 @@
 
 Driven by a job file (``TANDEM_JOBS``, written by :mod:`tb.core_sim`): for each job the DRAM image
 is loaded in bulk (``$readmemh``), the program started with one write, and the bench waits on
-``o_done``/``o_error`` (no per-cycle Python; GPI clock). A watchdog ends a hung run with a dump of
-the core's state. The output region is dumped in bulk (``$writememh``); counters and status go to
-a result file that the host side checks against the golden model.
+``o_done``/``o_error`` (no per-cycle Python; the clock is generated in ``tandem_tb``). A
+watchdog ends a hung run with a dump of the core's state. The output region is dumped in bulk
+(``$writememh``); counters and status go to a result file that the host side checks against the
+golden model.
 """
 
 from __future__ import annotations
