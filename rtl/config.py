@@ -48,7 +48,8 @@ class HWConfig:
     acc_kib, acc_banks : int
         Accumulator capacity (KiB, rows of ``cols`` accumulators) and its number of banks.
     vector_lanes, vector_max_kernel : int
-        Vector unit MAC lanes (along channels) and the largest depthwise kernel size K (KxK).
+        Vector unit MAC lanes (along channels, at most ``rows``: one scratchpad row holds a
+        pixel's lanes; ``None`` means ``rows``) and the largest depthwise kernel size K (KxK).
     dma_beat_bytes : int
         Width of one beat of the external memory port, in bytes.
     load_queue_depth, exec_queue_depth, store_queue_depth, vector_queue_depth : int
@@ -68,7 +69,7 @@ class HWConfig:
     spad_banks: int = 4
     acc_kib: int = 64
     acc_banks: int = 2
-    vector_lanes: int = 16
+    vector_lanes: int | None = None
     vector_max_kernel: int = 5
     dma_beat_bytes: int = 16
     load_queue_depth: int = 8
@@ -79,6 +80,8 @@ class HWConfig:
 
     # ---------------------------------------------------------------- validation
     def __post_init__(self) -> None:
+        if self.vector_lanes is None:
+            object.__setattr__(self, "vector_lanes", self.rows)
         if not isinstance(self.name, str) or not self.name or not self.name.isidentifier():
             raise ValueError(
                 f"name must be a non-empty identifier (letters, digits, _), not {self.name!r}"
@@ -128,6 +131,17 @@ class HWConfig:
         if self.vector_max_kernel % 2 == 0:
             raise ValueError(
                 f"vector_max_kernel must be odd (centred KxK windows), not {self.vector_max_kernel}"
+            )
+        if self.vector_lanes > self.rows:
+            raise ValueError(
+                f"vector_lanes={self.vector_lanes} exceeds the scratchpad row of rows={self.rows} "
+                f"bytes: the vector unit reads one pixel's lanes channels from one row; use "
+                f"vector_lanes <= {self.rows}"
+            )
+        if self.spad_rows > 1 << 20:
+            raise ValueError(
+                f"spad_kib={self.spad_kib} gives {self.spad_rows} scratchpad rows, more than the "
+                f"2**20 the vector commands can address; use a smaller scratchpad or larger rows"
             )
         if self.spad_rows < self.spad_banks:
             raise ValueError(

@@ -53,8 +53,8 @@ class Op(enum.IntEnum):
     MATMUL = 5  # exec queue: ws: preload weights, stream a 2-D pattern of rows; os: one K block
     STORE = 6  # store queue: accumulator rows -> requantize -> DRAM rows
     FENCE = 7  # decoder waits until every queue is empty and every unit idle
-    DWCONV = 8  # vector queue (reserved: the vector unit)
-    EWISE = 9  # vector queue (reserved: the vector unit)
+    DWCONV = 8  # vector queue: depthwise KxK convolution of one channel group (lanes channels)
+    EWISE = 9  # vector queue: residual add or pooling of one channel group
 
 
 class Queue(enum.IntEnum):
@@ -64,7 +64,22 @@ class Queue(enum.IntEnum):
     LOAD = 1
     EXEC = 2
     STORE = 3
+    VECTOR = 4
 
+
+class EwiseMode(enum.IntEnum):
+    """EWISE ``mode`` field."""
+
+    ADD = 0  # two int8 tensors, each (x - z) * m, plus bias, requantized
+    MAXPOOL = 1  # max over the window (padding never wins)
+    AVGPOOL = 2  # sum over the window (padding counts as 0), requantized (M/2^S ~ 1/count)
+
+
+#: Rows of the vector parameter block common to every vector command (``docs/isa.md``):
+#: bias (4 byte planes), multiplier (4), shift, zero point, lo, hi.
+VEC_PARAM_ROWS = 12
+#: Extra parameter rows of EWISE ADD: za, zb, ma (2 byte planes), mb (2 byte planes).
+VEC_ADD_ROWS = 6
 
 QUEUE_OF = {
     Op.NOP: Queue.NONE,
@@ -75,6 +90,8 @@ QUEUE_OF = {
     Op.CFG_STORE: Queue.STORE,
     Op.STORE: Queue.STORE,
     Op.LOAD: Queue.LOAD,
+    Op.DWCONV: Queue.VECTOR,
+    Op.EWISE: Queue.VECTOR,
 }
 
 
@@ -94,6 +111,26 @@ class Cause(enum.IntEnum):
 _COMMON = {"op": (0, 4, False), "pop_prev": (4, 1, False), "pop_next": (5, 1, False),
            "push_prev": (6, 1, False), "push_next": (7, 1, False)}  # fmt: skip
 
+# Vector commands work on one channel group (the first `lanes` bytes of scratchpad rows).
+# Output pixel (oy, ox) < (out_h, out_w) reads input pixel (oy*stride + ky - pad_t,
+# ox*stride + kx - pad_l) of the in_h x in_w tile at spad row in_addr + iy*in_w + ix for every
+# tap (ky, kx) < (kh, kw); pixels outside the tile are padding. The result row goes to
+# out_addr + oy*out_w + ox. Per-lane parameters come from the block at param_addr.
+_VEC = {
+    "stride": (10, 2, False),
+    "pad_t": (12, 3, False),
+    "pad_l": (15, 3, False),
+    "kh": (18, 4, False),
+    "kw": (22, 4, False),
+    "param_addr": (26, 20, False),
+    "in_addr": (46, 20, False),
+    "out_addr": (66, 20, False),
+    "in_w": (86, 10, False),
+    "in_h": (96, 10, False),
+    "out_w": (106, 10, False),
+    "out_h": (116, 10, False),
+}
+
 FIELDS: dict[Op, dict[str, tuple[int, int, bool]]] = {
     Op.NOP: {},
     Op.FENCE: {},
@@ -101,9 +138,11 @@ FIELDS: dict[Op, dict[str, tuple[int, int, bool]]] = {
     Op.CFG_QUANT: {"col": (16, 16, False), "multiplier": (32, 32, True), "shift": (64, 6, False)},
     Op.CFG_STORE: {"zero_point": (16, 8, True), "lo": (24, 8, True), "hi": (32, 8, True)},
     # rows x len bytes from dram_addr + i*stride into spad rows spad_addr + i (zero-padded);
-    # zero=1 writes zero rows without reading DRAM.
+    # zero=1 writes zero rows without reading DRAM. vec=1: tokens go to / come from the vector
+    # unit instead of the exec unit.
     Op.LOAD: {
         "zero": (8, 1, False),
+        "vec": (9, 1, False),
         "dram_addr": (32, 32, False),
         "spad_addr": (64, 24, False),
         "rows": (88, 16, False),
@@ -129,15 +168,19 @@ FIELDS: dict[Op, dict[str, tuple[int, int, bool]]] = {
         "a_stride_y": (104, 24, False),
     },
     # rows accumulator rows from acc_addr, requantized, len bytes each to dram_addr + i*stride.
+    # vec=1: the rows are int8 scratchpad rows from spad_addr (the vector unit's results), stored
+    # as they are, and the tokens go to / come from the vector unit instead of the exec unit.
     Op.STORE: {
+        "vec": (8, 1, False),
+        "spad_addr": (12, 20, False),
         "dram_addr": (32, 32, False),
         "acc_addr": (64, 16, False),
         "rows": (80, 16, False),
         "len": (96, 8, False),
         "stride": (104, 24, False),
     },
-    Op.DWCONV: {},
-    Op.EWISE: {},
+    Op.DWCONV: dict(_VEC),
+    Op.EWISE: {"mode": (8, 2, False), **_VEC},
 }
 
 
