@@ -1,9 +1,10 @@
 """The Tandem core: program fetch, decoder, decoupled queues, memories, DMA and the array.
 
 ```
- program (DRAM) -> fetch -> decoder -> load queue  -> LoadUnit  --> scratchpad
-                                    |-> exec queue  -> ExecUnit  <-- scratchpad, --> accumulator
-                                    '-> store queue -> StoreUnit <-- accumulator
+ program (DRAM) -> fetch -> decoder -> load queue   -> LoadUnit   --> scratchpad
+                                    |-> exec queue   -> ExecUnit   <-- scratchpad, --> accumulator
+                                    |-> vector queue -> VectorUnit <-- scratchpad, --> scratchpad
+                                    '-> store queue  -> StoreUnit  <-- accumulator or scratchpad
  memory port <-> MemArbiter <-> fetch, LoadUnit (reads), StoreUnit (writes)
 ```
 
@@ -23,8 +24,9 @@ from .config import HWConfig
 from .dma import Fetch, LoadUnit, MemArbiter, MemPort, StoreUnit, TokenPort
 from .execute import ExecUnit
 from .memories import BankedMemory
+from .vector import VectorUnit
 
-__all__ = ["COUNTERS", "TandemCore"]
+__all__ = ["COUNTERS", "QUEUES", "TOKENS", "TandemCore"]
 
 #: Performance counters, in port order (``o_cnt_<name>``), each ``COUNTER_WIDTH`` bits.
 COUNTERS = (
@@ -34,11 +36,20 @@ COUNTERS = (
     "exec_streaming",  # an activation row entered the array (all PEs doing MACs)
     "exec_wait_token",  # exec queue head waiting for a dependency token
     "store_busy",  # store unit has work
+    "vec_busy",  # vector unit runs a command (VectorTiming.command_cycles each)
+    "vec_taps",  # vector unit issued a tap (lanes MACs)
+    "vec_wait_token",  # vector queue head waiting for a dependency token
+    "overlap",  # the array streams and the vector unit issues taps in the same cycle
     "rd_bytes",  # bytes read from DRAM (program included)
     "wr_bytes",  # bytes written to DRAM (strobed bytes)
     "retired",  # commands retired
 )
 COUNTER_WIDTH = 48
+
+#: Dependency-token counters, in ``o_dbg_tokens`` order (16 bits each).
+TOKENS = ("l2e", "e2l", "e2s", "s2e", "l2v", "v2l", "v2s", "s2v")
+#: Command queues, in ``o_dbg_queues`` order (16-bit levels).
+QUEUES = ("load", "exec", "store", "vector")
 
 
 class TokenCounter(wiring.Component):
@@ -92,8 +103,8 @@ class TandemCore(wiring.Component):
             "o_error_pc": Out(32),
             "mem": Out(MemPort(config.dma_beat_bytes)),
             "o_dbg_decoded": Out(32),
-            "o_dbg_tokens": Out(64),
-            "o_dbg_queues": Out(3 * 16),
+            "o_dbg_tokens": Out(128),
+            "o_dbg_queues": Out(4 * 16),
         }
         for name in COUNTERS:
             members[f"o_cnt_{name}"] = Out(COUNTER_WIDTH)
@@ -108,14 +119,15 @@ class TandemCore(wiring.Component):
         cfg = self._cfg
         R, C, W = cfg.rows, cfg.cols, cfg.dma_beat_bytes
         spad = BankedMemory(shape=unsigned(8 * R), depth=cfg.spad_rows, banks=cfg.spad_banks,
-                            read_ports=2, name="spad")  # fmt: skip
+                            read_ports=4, write_ports=2, name="spad")  # fmt: skip
         acc = BankedMemory(shape=unsigned(cfg.acc_width * C), depth=cfg.acc_rows,
                            banks=cfg.acc_banks, read_ports=2, name="acc")  # fmt: skip
         m.submodules.spad, m.submodules.acc = spad, acc
         m.submodules.fetch = fetch = Fetch(W)
         m.submodules.load = load = LoadUnit(cfg, spad.addr_width)
         m.submodules.exec = ex = ExecUnit(cfg, spad.addr_width, acc.addr_width)
-        m.submodules.store = store = StoreUnit(cfg, acc.addr_width)
+        m.submodules.store = store = StoreUnit(cfg, acc.addr_width, spad.addr_width)
+        m.submodules.vector = vec = VectorUnit(cfg, spad.addr_width)
         m.submodules.arbiter = arb = MemArbiter(W, n_read=2)
         wiring.connect(m, wiring.flipped(self.mem), arb.mem)
         wiring.connect(m, fetch.mem, arb.rd0)
@@ -143,10 +155,19 @@ class TandemCore(wiring.Component):
             acc.r1.addr.eq(store.o_acc_addr),
             acc.r1.en.eq(store.o_acc_en),
             store.i_acc_data.as_value().eq(acc.r1.data),
+            spad.r2.addr.eq(vec.o_rd_addr),
+            spad.r2.en.eq(vec.o_rd_en),
+            vec.i_rd_data.eq(spad.r2.data),
+            spad.w1.addr.eq(vec.o_wr_addr),
+            spad.w1.en.eq(vec.o_wr_en),
+            spad.w1.data.eq(vec.o_wr_data),
+            spad.r3.addr.eq(store.o_spad_addr),
+            spad.r3.en.eq(store.o_spad_en),
+            store.i_spad_data.eq(spad.r3.data),
         ]
 
-        # dependency tokens: l2e, e2l, e2s, s2e
-        tok = {n: TokenCounter() for n in ("l2e", "e2l", "e2s", "s2e")}
+        # dependency tokens: l2e, e2l, e2s, s2e, and the same four with the vector unit
+        tok = {n: TokenCounter() for n in TOKENS}
         for n, t in tok.items():
             m.submodules[f"tok_{n}"] = t
         # each counter: one unit gives, the other takes (TokenPort avail/take/give)
@@ -154,6 +175,10 @@ class TandemCore(wiring.Component):
         self._tie_token(m, giver=ex.tok_prev, taker=load.tok_next, counter=tok["e2l"])
         self._tie_token(m, giver=ex.tok_next, taker=store.tok_prev, counter=tok["e2s"])
         self._tie_token(m, giver=store.tok_prev, taker=ex.tok_next, counter=tok["s2e"])
+        self._tie_token(m, giver=load.tok_vec, taker=vec.tok_prev, counter=tok["l2v"])
+        self._tie_token(m, giver=vec.tok_prev, taker=load.tok_vec, counter=tok["v2l"])
+        self._tie_token(m, giver=vec.tok_next, taker=store.tok_vec, counter=tok["v2s"])
+        self._tie_token(m, giver=store.tok_vec, taker=vec.tok_next, counter=tok["s2v"])
         m.d.comb += self.o_dbg_tokens.eq(Cat(*(t.count for t in tok.values())))
 
         # queues
@@ -164,6 +189,8 @@ class TandemCore(wiring.Component):
                                                    depth=cfg.exec_queue_depth), ex),
             isa.Queue.STORE: (fifo.SyncFIFOBuffered(width=isa.CMD_BITS,
                                                     depth=cfg.store_queue_depth), store),
+            isa.Queue.VECTOR: (fifo.SyncFIFOBuffered(width=isa.CMD_BITS,
+                                                     depth=cfg.vector_queue_depth), vec),
         }  # fmt: skip
         for q, (f, unit) in queues.items():
             m.submodules[f"q_{q.name.lower()}"] = f
@@ -207,10 +234,10 @@ class TandemCore(wiring.Component):
         writes_open = Signal(16, name="core_writes_open")
         w_sent = self.mem.req.valid & self.mem.req.ready & self.mem.req.payload.write
         m.d.sync += writes_open.eq(writes_open + w_sent - self.mem.wack)
-        units_idle = ~load.o_busy & ~ex.o_busy & ~store.o_busy & (writes_open == 0)
+        units_idle = ~load.o_busy & ~ex.o_busy & ~store.o_busy & ~vec.o_busy & (writes_open == 0)
         queues_empty = Cat(*(~f.r_rdy & (f.level == 0) for f, _ in queues.values())).all()
         dispatch_ok = Signal(name="dec_ok")
-        target = Signal(2, name="dec_target")
+        target = Signal(3, name="dec_target")
         for o, q in isa.QUEUE_OF.items():
             with m.If(op == o):
                 m.d.comb += target.eq(q)
@@ -251,9 +278,13 @@ class TandemCore(wiring.Component):
             "exec_streaming": ex.o_streaming,
             "exec_wait_token": ex.o_wait_token,
             "store_busy": store.o_busy,
+            "vec_busy": vec.o_busy,
+            "vec_taps": vec.o_tap,
+            "vec_wait_token": vec.o_wait_token,
+            "overlap": ex.o_streaming & vec.o_tap,
             "rd_bytes": Mux(rd_beat, W, 0),
             "wr_bytes": Mux(wr_beat, strb_count, 0),
-            "retired": load.o_retired + ex.o_retired + store.o_retired + nop_retire,
+            "retired": load.o_retired + ex.o_retired + store.o_retired + vec.o_retired + nop_retire,
         }
         for name in COUNTERS:
             cnt = Signal(COUNTER_WIDTH, name=f"cnt_{name}")
@@ -303,17 +334,50 @@ class TandemCore(wiring.Component):
         )
         mm_spad = (a_max >= cfg.spad_rows) | ((f(MM, "w_addr") + R * wrows) > cfg.spad_rows)
         st_len = f(ST, "len")
-        st_bad_len = (f(ST, "rows") == 0) | (st_len == 0) | (st_len > C)
-        st_acc = (f(ST, "acc_addr") + f(ST, "rows")) > cfg.acc_rows
+        st_vec = f(ST, "vec")
+        st_bad_len = (f(ST, "rows") == 0) | (st_len == 0) | (st_len > Mux(st_vec, R, C))
+        st_acc = ~st_vec & ((f(ST, "acc_addr") + f(ST, "rows")) > cfg.acc_rows)
+        st_spad = st_vec & ((f(ST, "spad_addr") + f(ST, "rows")) > cfg.spad_rows)
+        # vector commands (DWCONV and EWISE share the field layout)
+        EW, KM = isa.Op.EWISE, cfg.vector_max_kernel
+        is_vec = (op == isa.Op.DWCONV) | (op == EW)
+        v_dw = op == isa.Op.DWCONV
+        v_mode = f(EW, "mode")
+        v_add = ~v_dw & (v_mode == isa.EwiseMode.ADD)
+        kh, kw, v_s = f(EW, "kh"), f(EW, "kw"), f(EW, "stride")
+        in_w, in_h, out_w, out_h = f(EW, "in_w"), f(EW, "in_h"), f(EW, "out_w"), f(EW, "out_h")
+        v_zero = (Cat(kh == 0, kw == 0, v_s == 0, in_w == 0, in_h == 0, out_w == 0,
+                      out_h == 0)).any()  # fmt: skip
+        v_add_bad = (kh != 1) | (kw != 1) | (v_s != 1) | (f(EW, "pad_t") != 0)
+        v_add_bad |= (f(EW, "pad_l") != 0) | (out_w != in_w) | (out_h != in_h)
+        v_bad_len = v_zero | (v_dw & ((kh > KM) | (kw > KM))) | (v_add & v_add_bad)
+        nparams = isa.VEC_PARAM_ROWS + Mux(v_dw, kh * kw, Mux(v_add, isa.VEC_ADD_ROWS, 0))
+        v_in = Signal(24, name="dec_v_in")
+        m.d.comb += v_in.eq(f(EW, "in_addr") + Mux(v_add, 2, 1) * in_w * in_h)
+        v_spad = (
+            (f(EW, "param_addr") + nparams > cfg.spad_rows)
+            | (v_in > cfg.spad_rows)
+            | (f(EW, "out_addr") + out_w * out_h > cfg.spad_rows)
+        )
         b_col = f(isa.Op.CFG_BIAS, "col")
         q_col = f(isa.Op.CFG_QUANT, "col")
         is_store_q = (op == ST) | (op == isa.Op.CFG_QUANT) | (op == isa.Op.CFG_STORE)
         m.d.comb += [
-            checks[isa.Cause.BAD_OPCODE].eq(~known | ((op == MM) & mm_bad_flow)),
-            checks[isa.Cause.SPAD_RANGE].eq(((op == L) & ld_range) | ((op == MM) & mm_spad)),
+            checks[isa.Cause.BAD_OPCODE].eq(
+                ~known | ((op == MM) & mm_bad_flow) | ((op == EW) & (v_mode == 3))
+            ),
+            checks[isa.Cause.SPAD_RANGE].eq(
+                ((op == L) & ld_range)
+                | ((op == MM) & mm_spad)
+                | ((op == ST) & st_spad)
+                | (is_vec & v_spad)
+            ),
             checks[isa.Cause.ACC_RANGE].eq(((op == MM) & mm_acc) | ((op == ST) & st_acc)),
             checks[isa.Cause.BAD_LENGTH].eq(
-                ((op == L) & ld_bad_len) | ((op == MM) & mm_bad_len) | ((op == ST) & st_bad_len)
+                ((op == L) & ld_bad_len)
+                | ((op == MM) & mm_bad_len)
+                | ((op == ST) & st_bad_len)
+                | (is_vec & v_bad_len)
             ),
             checks[isa.Cause.BAD_COLUMN].eq(
                 ((op == isa.Op.CFG_BIAS) & (b_col >= C)) | ((op == isa.Op.CFG_QUANT) & (q_col >= C))

@@ -272,6 +272,7 @@ class LoadUnit(wiring.Component):
                 "o_spad_data": Out(8 * R),
                 "o_spad_en": Out(1),
                 "tok_next": Out(TokenPort()),  # pop: e2l (buffer free); push: l2e (loaded)
+                "tok_vec": Out(TokenPort()),  # vec=1: pop v2l, push l2v
                 "o_busy": Out(1),
                 "o_retired": Out(1),
             }
@@ -288,7 +289,7 @@ class LoadUnit(wiring.Component):
         # ---------------------------------------------------- issue: one request per row
         desc_layout = data.StructLayout(
             {"spad": len(self.o_spad_addr), "off": max(1, (W - 1).bit_length()), "len": 8,
-             "beats": 3, "zero": 1, "last": 1, "push": 1}
+             "beats": 3, "zero": 1, "last": 1, "push": 1, "vec": 1}
         )  # fmt: skip
         desc = fifo.SyncFIFOBuffered(width=desc_layout.size, depth=32)
         m.submodules.desc = desc
@@ -301,10 +302,14 @@ class LoadUnit(wiring.Component):
         def cfld(name):
             return isa.hw_field(cur, isa.Op.LOAD, name)
 
-        can_start = ~active & self.i_cmd.valid & (~fld("pop_next") | self.tok_next.avail)
+        avail = Mux(fld("vec"), self.tok_vec.avail, self.tok_next.avail)
+        can_start = ~active & self.i_cmd.valid & (~fld("pop_next") | avail)
         m.d.comb += self.i_cmd.ready.eq(can_start)
         with m.If(can_start):
-            m.d.comb += self.tok_next.take.eq(fld("pop_next"))
+            m.d.comb += [
+                self.tok_next.take.eq(fld("pop_next") & ~fld("vec")),
+                self.tok_vec.take.eq(fld("pop_next") & fld("vec")),
+            ]
             m.d.sync += [
                 active.eq(1),
                 cur.eq(self.i_cmd.payload),
@@ -322,7 +327,7 @@ class LoadUnit(wiring.Component):
         m.d.comb += [
             entry.spad.eq(spad), entry.off.eq(off), entry.len.eq(cfld("len")),
             entry.beats.eq(Mux(cfld("zero"), 0, nbeats)), entry.zero.eq(cfld("zero")),
-            entry.last.eq(last_row), entry.push.eq(cfld("push_next")),
+            entry.last.eq(last_row), entry.push.eq(cfld("push_next")), entry.vec.eq(cfld("vec")),
         ]  # fmt: skip
         need_req = ~cfld("zero")
         m.d.comb += [
@@ -376,7 +381,8 @@ class LoadUnit(wiring.Component):
             self.o_spad_addr.eq(head.spad),
             self.o_spad_data.eq(Mux(head.zero, 0, shifted & mask)),
             desc.r_en.eq(row_done),
-            self.tok_next.give.eq(row_done & head.last & head.push),
+            self.tok_next.give.eq(row_done & head.last & head.push & ~head.vec),
+            self.tok_vec.give.eq(row_done & head.last & head.push & head.vec),
             self.o_retired.eq(row_done & head.last),
             self.o_busy.eq(active | desc.r_rdy),
         ]
@@ -435,13 +441,15 @@ class StoreUnit(wiring.Component):
     """Runs STORE, CFG_QUANT and CFG_STORE: accumulator rows -> requantize -> DRAM rows.
 
     ``y = clamp(((acc * M + R) >> S) + zp, lo, hi)`` per column (``docs/requant.md``). Rows are
-    written as beat-aligned bursts with byte strobes, one request per row, pipelined.
+    written as beat-aligned bursts with byte strobes, one request per row, pipelined. A STORE with
+    ``vec=1`` reads int8 scratchpad rows (the vector unit's results) and writes them unchanged.
     """
 
-    def __init__(self, config: HWConfig, acc_addr_width: int):
+    def __init__(self, config: HWConfig, acc_addr_width: int, spad_addr_width: int = 1):
         self._cfg = config
         C, W = config.cols, config.dma_beat_bytes
-        self._max_beats = (W - 1 + C + W - 1) // W
+        self._row_bytes = max(C, config.rows)
+        self._max_beats = (W - 1 + self._row_bytes + W - 1) // W
         super().__init__(
             {
                 "i_cmd": In(stream.Signature(isa.CMD_BITS)),
@@ -450,7 +458,11 @@ class StoreUnit(wiring.Component):
                 "o_acc_addr": Out(acc_addr_width),
                 "o_acc_en": Out(1),
                 "i_acc_data": In(data.ArrayLayout(signed(config.acc_width), C)),
+                "o_spad_addr": Out(spad_addr_width),
+                "o_spad_en": Out(1),
+                "i_spad_data": In(8 * config.rows),
                 "tok_prev": Out(TokenPort()),  # pop: e2s (results ready); push: s2e (acc free)
+                "tok_vec": Out(TokenPort()),  # STORE vec=1: pop v2s, push s2v
                 "o_busy": Out(1),
                 "o_retired": Out(1),
             }
@@ -460,6 +472,7 @@ class StoreUnit(wiring.Component):
         m = Module()
         cfg = self._cfg
         C, W = cfg.cols, cfg.dma_beat_bytes
+        RB = self._row_bytes
         Q, CS, ST = isa.Op.CFG_QUANT, isa.Op.CFG_STORE, isa.Op.STORE
         get = isa.hw_field
 
@@ -475,7 +488,12 @@ class StoreUnit(wiring.Component):
         op = get(cmd, isa.Op.NOP, "op")
         pop = cmd[4]
         active = Signal(name="st_active")
-        can_take = ~active & self.i_cmd.valid & (~pop | self.tok_prev.avail)
+        c_vec = (op == ST) & get(cmd, ST, "vec")
+        can_take = (
+            ~active
+            & self.i_cmd.valid
+            & (~pop | Mux(c_vec, self.tok_vec.avail, self.tok_prev.avail))
+        )
         cur = Signal(isa.CMD_BITS, name="st_cmd")
         row = Signal(16, name="st_row")
         is_store = op == isa.Op.STORE
@@ -484,7 +502,7 @@ class StoreUnit(wiring.Component):
         m.d.comb += self.i_cmd.ready.eq(can_take & (is_store | idle_pipe))
         take = self.i_cmd.valid & self.i_cmd.ready
         with m.If(take):
-            m.d.comb += self.tok_prev.take.eq(pop)
+            m.d.comb += [self.tok_prev.take.eq(pop & ~c_vec), self.tok_vec.take.eq(pop & c_vec)]
             with m.If(op == isa.Op.CFG_QUANT):
                 col = get(cmd, Q, "col")
                 for c in range(C):
@@ -504,13 +522,19 @@ class StoreUnit(wiring.Component):
         rows = get(cur, ST, "rows")
         # row FIFO after requant holds the bytes; keep reads bounded by its free space
         out_layout = data.StructLayout(
-            {"bytes": 8 * C, "addr": ADDR_WIDTH, "len": 8, "last": 1, "push": 1}
+            {"bytes": 8 * RB, "addr": ADDR_WIDTH, "len": 8, "last": 1, "push": 1, "vec": 1}
         )
         rowq = fifo.SyncFIFOBuffered(width=out_layout.size, depth=8)
         m.submodules.rowq = rowq
         in_pipe = Signal(2, name="st_in_pipe")  # reads in the 2-stage pipeline
         read_ok = active & (rowq.level + in_pipe < rowq.depth - 1)
-        m.d.comb += [self.o_acc_addr.eq(acc_base + row), self.o_acc_en.eq(read_ok)]
+        cur_vec = get(cur, ST, "vec")
+        m.d.comb += [
+            self.o_acc_addr.eq(acc_base + row),
+            self.o_acc_en.eq(read_ok & ~cur_vec),
+            self.o_spad_addr.eq(get(cur, ST, "spad_addr") + row),
+            self.o_spad_en.eq(read_ok & cur_vec),
+        ]
         dram_row = Signal(ADDR_WIDTH, name="st_dram_row")
         with m.If(take & is_store):
             m.d.sync += dram_row.eq(get(cmd, ST, "dram_addr"))
@@ -529,8 +553,9 @@ class StoreUnit(wiring.Component):
                 m.d.sync += active.eq(0)
         s1_len = Signal(8, name="st_s1_len")
         s1_push = Signal(name="st_s1_push")
+        s1_vec = Signal(name="st_s1_vec")
         with m.If(read_ok):
-            m.d.sync += [s1_len.eq(get(cur, ST, "len")), s1_push.eq(cur[6])]
+            m.d.sync += [s1_len.eq(get(cur, ST, "len")), s1_push.eq(cur[6]), s1_vec.eq(cur_vec)]
 
         # ---------------------------------------------------- stage 1: requantize (registered)
         ys = []
@@ -541,11 +566,12 @@ class StoreUnit(wiring.Component):
         m.d.sync += s2_valid.eq(s1_valid)
         with m.If(s1_valid):
             m.d.sync += [
-                s2.bytes.eq(Cat(*ys)),
+                s2.bytes.eq(Mux(s1_vec, self.i_spad_data, Cat(*ys))),
                 s2.addr.eq(s1_addr),
                 s2.len.eq(s1_len),
                 s2.last.eq(s1_last),
                 s2.push.eq(s1_push),
+                s2.vec.eq(s1_vec),
             ]
         m.d.comb += [rowq.w_en.eq(s2_valid), rowq.w_data.eq(s2.as_value())]
         m.d.comb += in_pipe.eq(s1_valid + s2_valid)
@@ -589,7 +615,8 @@ class StoreUnit(wiring.Component):
             m.d.sync += req_sent.eq(0)
         m.d.comb += rowq.r_en.eq(row_written)
         m.d.comb += [
-            self.tok_prev.give.eq((row_written & head.last & head.push) | cfg_push),
+            self.tok_prev.give.eq((row_written & head.last & head.push & ~head.vec) | cfg_push),
+            self.tok_vec.give.eq(row_written & head.last & head.push & head.vec),
             self.o_retired.eq((row_written & head.last) | take & ~is_store),
         ]
         m.d.comb += idle_pipe.eq(~active & ~s1_valid & ~s2_valid & ~rowq.r_rdy)

@@ -30,7 +30,7 @@ class WritePortSignature(wiring.Signature):
 
 
 class BankedMemory(wiring.Component):
-    """``depth`` rows of ``shape`` in ``banks`` banks, one write port, ``read_ports`` read ports.
+    """``depth`` rows of ``shape`` in ``banks`` banks with ``write_ports`` and ``read_ports``.
 
     Parameters
     ----------
@@ -39,24 +39,31 @@ class BankedMemory(wiring.Component):
     depth, banks : int
         Rows in total (a multiple of ``banks``) and the number of banks (a power of two).
     read_ports : int
-        Number of read ports; all are transparent to the write port.
+        Number of read ports; all are transparent to every write port.
+    write_ports : int
+        Number of write ports (``w``, ``w1``, ...); two writes to one row in a cycle are an
+        error of the program (the decoupled units never do it).
 
     Members
     -------
-    w : In(WritePortSignature)
+    w, w1, ... : In(WritePortSignature)
     r0, r1, ... : In(ReadPortSignature)
     """
 
     latency = 1
 
-    def __init__(self, *, shape, depth: int, banks: int, read_ports: int, name: str):
+    def __init__(self, *, shape, depth: int, banks: int, read_ports: int, name: str,
+                 write_ports: int = 1):  # fmt: skip
         if depth % banks:
             raise ValueError(f"{name}: depth {depth} is not a multiple of banks {banks}")
         self._shape, self._depth, self._banks, self._nread = shape, depth, banks, read_ports
         self._name = name
+        self._nwrite = write_ports
         aw = max(1, (depth - 1).bit_length())
         self.addr_width = aw
         members = {"w": In(WritePortSignature(aw, shape))}
+        for i in range(1, write_ports):
+            members[f"w{i}"] = In(WritePortSignature(aw, shape))
         for i in range(read_ports):
             members[f"r{i}"] = In(ReadPortSignature(aw, shape))
         super().__init__(members)
@@ -77,16 +84,19 @@ class BankedMemory(wiring.Component):
         for b in range(self._banks):
             mem = memory.Memory(shape=unsigned(width), depth=per_bank, init=[])
             m.submodules[f"{self._name}_bank{b}"] = mem
-            wp = mem.write_port()
-            sel = (self.w.addr >> row_bits) == b if self._banks > 1 else 1
-            m.d.comb += [
-                wp.addr.eq(self.w.addr[:row_bits]),
-                wp.data.eq(self.w.data.as_value() if hasattr(self.w.data, "as_value")
-                           else self.w.data),
-                wp.en.eq(self.w.en & sel),
-            ]  # fmt: skip
+            wps = []
+            for j in range(self._nwrite):
+                w = self.w if j == 0 else getattr(self, f"w{j}")
+                wp = mem.write_port()
+                wps.append(wp)
+                sel = (w.addr >> row_bits) == b if self._banks > 1 else 1
+                m.d.comb += [
+                    wp.addr.eq(w.addr[:row_bits]),
+                    wp.data.eq(w.data.as_value() if hasattr(w.data, "as_value") else w.data),
+                    wp.en.eq(w.en & sel),
+                ]
             for i, rd in enumerate(reads):
-                rp = mem.read_port(transparent_for=(wp,))
+                rp = mem.read_port(transparent_for=tuple(wps))
                 rsel = (rd.addr >> row_bits) == b if self._banks > 1 else 1
                 m.d.comb += [rp.addr.eq(rd.addr[:row_bits]), rp.en.eq(rd.en & rsel)]
                 outs[i].append(rp.data)

@@ -1,6 +1,8 @@
 """Verilator ``--lint-only`` pass over the generated Verilog of every preset and dataflow variant.
 
-Only ``-Wno-WIDTH`` is waived (Amaranth's Verilog relies on implicit width extension); every other
+Two warnings are waived: ``WIDTH`` (Amaranth's Verilog relies on implicit width extension) and
+``CASEOVERLAP`` (yosys writes its parallel muxes as ``casez ... parallel_case`` over one-hot
+selects, whose ``?`` patterns overlap only for select values that cannot occur). Every other
 Verilator lint warning fails. Run with ``python -m tb.lint [CONFIG ...]``.
 """
 
@@ -26,6 +28,7 @@ def lint_config(cfg: HWConfig, top: str = "core") -> tuple[bool, str]:
             "verilator",
             "--lint-only",
             "-Wno-WIDTH",
+            "-Wno-CASEOVERLAP",
             "--top-module",
             top_name(top),
             str(paths["verilog"]),

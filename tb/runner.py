@@ -44,7 +44,15 @@ BUILD_ROOT = Path(os.environ.get("TANDEM_BUILD_DIR", REPO_ROOT / "build"))
 
 #: Verilator options: Amaranth's Verilog trips WIDTH warnings by design (``make lint`` runs the
 #: lint pass separately and keeps everything else fatal).
-VERILATOR_ARGS = ("-Wno-WIDTH", "-O3", "--x-assign", "fast", "--x-initial", "fast")
+VERILATOR_ARGS = (
+    "-Wno-WIDTH",
+    "-Wno-CASEOVERLAP",
+    "-O3",
+    "--x-assign",
+    "fast",
+    "--x-initial",
+    "fast",
+)
 
 
 class SimulationFailed(RuntimeError):

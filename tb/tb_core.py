@@ -19,7 +19,7 @@ from pathlib import Path
 import cocotb
 from cocotb.triggers import ClockCycles, First, ReadOnly, RisingEdge, Timer
 
-from rtl.core import COUNTERS
+from rtl.core import COUNTERS, QUEUES, TOKENS
 
 PERIOD_NS = 10  # the clock tandem_tb generates (tb.dram.CLOCK_PERIOD_NS; not imported: numpy)
 
@@ -28,11 +28,9 @@ def _state(dut) -> dict:
     names = ["o_busy", "o_done", "o_error", "o_error_cause", "o_error_pc", "o_dbg_decoded"]
     state = {n: int(getattr(dut, n).value) for n in names}
     tokens = int(dut.o_dbg_tokens.value)
-    state["tokens"] = {k: (tokens >> (16 * i)) & 0xFFFF
-                       for i, k in enumerate(("l2e", "e2l", "e2s", "s2e"))}  # fmt: skip
+    state["tokens"] = {k: (tokens >> (16 * i)) & 0xFFFF for i, k in enumerate(TOKENS)}
     queues = int(dut.o_dbg_queues.value)
-    state["queue_levels"] = {k: (queues >> (16 * i)) & 0xFFFF
-                             for i, k in enumerate(("load", "exec", "store"))}  # fmt: skip
+    state["queue_levels"] = {k: (queues >> (16 * i)) & 0xFFFF for i, k in enumerate(QUEUES)}
     state["counters"] = {n: int(getattr(dut, f"o_cnt_{n}").value) for n in COUNTERS}
     return state
 

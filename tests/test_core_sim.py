@@ -149,7 +149,7 @@ def test_bad_commands_raise_sticky_errors(sim):
     cfg = load_config("tiny")
     ok_load = encode(Op.LOAD, dram_addr=1024, spad_addr=0, rows=2, len=4, stride=4)
     cases = {
-        "opcode": ([ok_load, 8], Cause.BAD_OPCODE, 1),
+        "opcode": ([ok_load, 10], Cause.BAD_OPCODE, 1),
         "spad": ([encode(Op.LOAD, spad_addr=cfg.spad_rows - 1, rows=2, len=4)],
                  Cause.SPAD_RANGE, 0),
         "acc": ([ok_load, encode(Op.STORE, acc_addr=cfg.acc_rows, rows=1, len=4)],
