@@ -10,7 +10,9 @@ exact sum equals wrapping after every addition (modular arithmetic), so the orde
 hardware adds the partial products does not matter. Zero padding uses the int8 value 0.
 
 Tensors of a layer travel as a dict (`TENSOR_KEYS`): ``input`` (int8), ``weights`` (int8),
-``bias`` (int32, one per output channel) and ``requant`` (`RequantParams`).
+``bias`` (int32, one per output channel) and ``requant`` (`RequantParams`). `check_tensors`,
+`layer_golden` and `random_layer_data` also take the vector unit's layers (depthwise, add,
+pooling), whose golden models and tensor keys are in `kernels.vector`.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ from typing import Any
 
 import numpy as np
 
+from .gemm import int_array as _int_array
 from .gemm import wrap_signed
-from .layers import Conv2D, Dense, Layer
+from .layers import VECTOR_LAYERS, Conv2D, Dense, Layer
 from .requant import INT8_MAX, INT8_MIN, INT32_MAX, INT32_MIN, RequantParams, random_requant
 from .requant import requantize as _requantize
+from .vector import check_vector_tensors, random_vector_data, vector_golden
 
 __all__ = [
     "TENSOR_KEYS",
@@ -36,19 +40,6 @@ __all__ = [
 TENSOR_KEYS = ("input", "weights", "bias", "requant")
 
 BIAS_RANGE = 1 << 12  # random biases are drawn from -BIAS_RANGE..BIAS_RANGE
-
-
-def _int_array(name: str, value: Any, ndim: int, lo: int, hi: int) -> np.ndarray:
-    arr = np.asarray(value)
-    if not (np.issubdtype(arr.dtype, np.integer) and arr.dtype != np.bool_):
-        raise TypeError(f"{name} must hold integers, not {arr.dtype}")
-    if arr.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D, not of shape {arr.shape}")
-    if arr.size and (int(arr.min()) < lo or int(arr.max()) > hi):
-        raise ValueError(
-            f"{name} holds values outside {lo}..{hi} ({int(arr.min())}..{int(arr.max())})"
-        )
-    return arr
 
 
 def conv2d_acc(
@@ -146,10 +137,12 @@ def check_tensors(layer: Layer, tensors: dict[str, Any]) -> dict[str, Any]:
 
     Raises ``ValueError``/``TypeError`` naming the layer and the tensor for a missing key, a wrong
     shape, dtype or range, or requantization parameters whose channels or activation disagree
-    with the layer.
+    with the layer. Vector layers are checked by `kernels.vector.check_vector_tensors`.
     """
+    if isinstance(layer, VECTOR_LAYERS):
+        return check_vector_tensors(layer, tensors)
     if not isinstance(layer, Conv2D | Dense):
-        raise TypeError(f"layer must be a Conv2D or Dense, not {type(layer).__name__}")
+        raise TypeError(f"layer must be a layer of kernels.layers, not {type(layer).__name__}")
     missing = [key for key in TENSOR_KEYS if key not in tensors]
     if missing:
         raise ValueError(
@@ -200,9 +193,10 @@ def layer_golden(layer: Layer, tensors: dict[str, Any], *, acc: bool = False) ->
 
     Parameters
     ----------
-    layer : Conv2D or Dense
+    layer : Conv2D, Dense, DepthwiseConv2D, Add or Pool2D
     tensors : dict
-        ``input``, ``weights``, ``bias``, ``requant`` (see `random_layer_data`).
+        ``input``, ``weights``, ``bias``, ``requant`` for Conv2D and Dense, the keys of
+        `kernels.vector.tensor_keys` for the vector layers (see `random_layer_data`).
     acc : bool
         Return the int32 accumulators (bias included) instead of the int8 output.
 
@@ -210,6 +204,8 @@ def layer_golden(layer: Layer, tensors: dict[str, Any], *, acc: bool = False) ->
     -------
     ndarray of ``layer.output_shape``: int8, or int64 holding int32 values with ``acc=True``.
     """
+    if isinstance(layer, VECTOR_LAYERS):
+        return vector_golden(layer, tensors, acc=acc)
     t = check_tensors(layer, tensors)
     conv = layer.as_conv()
     x = t["input"].reshape(conv.input_shape)
@@ -227,13 +223,17 @@ def random_layer_data(layer: Layer, rng: np.random.Generator) -> dict[str, Any]:
     `random_requant` sized for the layer's dot-product depth ``k*k*cin``, so that the outputs
     are neither all saturated nor all zero.
 
+    Vector layers get `kernels.vector.random_vector_data`.
+
     Returns
     -------
     dict with ``input`` (int8, ``layer.input_shape``), ``weights`` (int8, ``(k, k, cin, cout)``
     or ``(k, n)`` for a dense layer), ``bias`` (int32) and ``requant`` (`RequantParams`).
     """
+    if isinstance(layer, VECTOR_LAYERS):
+        return random_vector_data(layer, rng)
     if not isinstance(layer, Conv2D | Dense):
-        raise TypeError(f"layer must be a Conv2D or Dense, not {type(layer).__name__}")
+        raise TypeError(f"layer must be a layer of kernels.layers, not {type(layer).__name__}")
     cout = layer.as_conv().cout
     return {
         "input": rng.integers(INT8_MIN, INT8_MAX + 1, size=layer.input_shape, dtype=np.int8),

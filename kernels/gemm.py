@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-__all__ = ["matmul", "wrap_signed"]
+__all__ = ["int_array", "matmul", "wrap_signed"]
 
 
 def wrap_signed(x: np.ndarray, bits: int) -> np.ndarray:
@@ -17,6 +19,24 @@ def wrap_signed(x: np.ndarray, bits: int) -> np.ndarray:
     mask = (1 << bits) - 1
     half = 1 << (bits - 1)
     return ((x & mask) ^ half) - half
+
+
+def int_array(name: str, value: Any, ndim: int, lo: int, hi: int) -> np.ndarray:
+    """``value`` as an integer array of ``ndim`` dimensions with values in ``lo..hi``.
+
+    Raises ``TypeError``/``ValueError`` naming ``name`` for a non-integer dtype, a wrong number
+    of dimensions or a value out of range.
+    """
+    arr = np.asarray(value)
+    if not (np.issubdtype(arr.dtype, np.integer) and arr.dtype != np.bool_):
+        raise TypeError(f"{name} must hold integers, not {arr.dtype}")
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, not of shape {arr.shape}")
+    if arr.size and (int(arr.min()) < lo or int(arr.max()) > hi):
+        raise ValueError(
+            f"{name} holds values outside {lo}..{hi} ({int(arr.min())}..{int(arr.max())})"
+        )
+    return arr
 
 
 def matmul(a: np.ndarray, b: np.ndarray, *, acc_width: int = 32) -> np.ndarray:
