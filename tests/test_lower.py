@@ -427,7 +427,7 @@ def test_interpreter_reports_deadlock():
         (isa.encode(Op.CFG_QUANT, col=9), Cause.BAD_COLUMN, "col=9"),
         (isa.encode(Op.LOAD, rows=1, len=4, pop_prev=True), Cause.BAD_TOKEN, r"\+pop_prev"),
         (isa.encode(Op.STORE, rows=1, len=4, push_next=True), Cause.BAD_TOKEN, r"\+push_next"),
-        (isa.encode(Op.DWCONV), Cause.BAD_OPCODE, "vector unit"),
+        (isa.encode(Op.EWISE, mode=3), Cause.BAD_OPCODE, "mode=3 is reserved"),
         (12, Cause.BAD_OPCODE, "unknown opcode 12"),
     ],
 )  # fmt: skip
