@@ -198,10 +198,11 @@ class VectorGeometry:
 
     def command_shapes(self) -> Counter[tuple[int, int]]:
         """``(out_h, out_w)`` of every vector command of the program, with multiplicity."""
-        count = self.groups * self.layer.batch
-        return Counter(
-            {(r.out_n, c.out_n): count for r in self.row_tiles for c in self.col_tiles}
-        )  # distinct (row, column) tiles may share a shape: Counter adds them
+        shapes: Counter[tuple[int, int]] = Counter()
+        for r in self.row_tiles:
+            for c in self.col_tiles:
+                shapes[r.out_n, c.out_n] += self.groups * self.layer.batch
+        return shapes
 
     def dma_bytes(self) -> tuple[int, int]:
         """(bytes loaded, bytes stored) by the whole program: tiles, halos, parameter blocks."""
