@@ -29,8 +29,9 @@ def _cmd_verilog(args: argparse.Namespace) -> int:
 def _cmd_sim(args: argparse.Namespace) -> int:
     import json
 
-    from kernels.layers import parse_layer_spec
+    from kernels.layers import VECTOR_LAYERS, parse_layer_spec
     from kernels.lower import TilePlan, default_plan
+    from kernels.lower_vector import VectorPlan
     from rtl.config import load_config
     from tb.sim_layer import run_layer, save_layer_run
 
@@ -44,9 +45,17 @@ def _cmd_sim(args: argparse.Namespace) -> int:
             raise ValueError(  # noqa: B904 - the parse error itself says nothing useful
                 f"--tile must look like 8x56 (output rows x columns), not {args.tile!r}"
             )
-        plan = TilePlan(oh_t=oh, ow_t=ow, dataflow=args.dataflow or "ws")
+        if isinstance(layer, VECTOR_LAYERS):
+            plan = VectorPlan(oh_t=oh, ow_t=ow)
+        else:
+            plan = TilePlan(oh_t=oh, ow_t=ow, dataflow=args.dataflow or "ws")
         plan.validate(cfg, layer)
-    elif args.dataflow:
+    if args.dataflow and isinstance(layer, VECTOR_LAYERS):
+        raise ValueError(
+            f"--dataflow chooses the array's dataflow; layer {layer.name!r} runs on the vector "
+            "unit: drop --dataflow"
+        )
+    if args.dataflow and not args.tile:
         plan = default_plan(cfg, layer, args.dataflow)
     if not args.json:
         print(
@@ -118,8 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
         "sim",
         help="run one layer on the RTL with random data and check it bit-exact",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Lower one layer (random int8 data, realistic requantization) into a program, "
-        "run it on the generated core in Verilator or Icarus against the simulated DRAM, compare "
+        description="Lower one layer (random int8 data, realistic requantization) into a program "
+        "(convolutions and dense layers on the systolic array; depthwise, add and pooling on the "
+        "vector unit), run it on the generated core in Verilator or Icarus against the simulated "
+        "DRAM, compare "
         "every output with the golden model, and report cycles, MAC utilization, DRAM bytes and "
         "the performance counters. Exit status 1 if the RTL output differs.\n\n" + LAYER_SPEC_HELP,
     )
