@@ -1,4 +1,5 @@
-"""``make bench``: generation time, Verilator build time and simulation speed per array size.
+"""``make bench``: the core benchmark, the depthwise benchmark, and per array size the generation
+time, Verilator build time and simulation speed.
 
 All figures come from one run on this machine; medians where repeated. Build times are for a
 fresh build directory (nothing reused).
@@ -70,6 +71,90 @@ def bench_core() -> dict:
     }
 
 
+def _run_lowered(cfg, low, golden, name: str):
+    """One lowered program on the RTL (16 B/cycle, latency 20); exits if not bit-exact."""
+    import numpy as np
+
+    from tb.core_sim import CoreJob, run_programs
+
+    (r,) = run_programs(cfg, [CoreJob.from_lowered(low, bandwidth=16)], name=name)
+    got = np.frombuffer(r.output, np.int8).reshape(golden.shape) if r.status == "done" else None
+    if got is None or not np.array_equal(got, golden):
+        raise SystemExit(f"{name}: {low.layer.name} is not bit-exact on the RTL: {r.error}")
+    return r
+
+
+def bench_depthwise(naive: bool = True, input_size: int = 224) -> list[dict]:
+    """The 17 MobileNetV2 depthwise layers on ``default`` (16 lanes, 16 B/cycle DRAM): the vector
+    unit against the naive per-channel mapping on the array, both on the RTL."""
+    import numpy as np
+
+    from kernels.conv import layer_golden, random_layer_data
+    from kernels.lower_vector import lower_layer
+    from mapping.cost import vector_layer_cycles
+    from mapping.zoo import mobilenet_v2_depthwise
+
+    cfg = load_config("default")
+    lanes = cfg.vector_lanes
+    print(
+        f"{'layer':<10} {'input':>12} {'s':>2} {'MACs':>11} | {'vector cyc':>10} {'util':>6} "
+        f"{'model':>10} {'vec cyc/s':>9} | {'naive cyc':>11} {'speedup':>7}",
+        flush=True,
+    )
+    rows = []
+    for i, layer in enumerate(mobilenet_v2_depthwise(input_size)):
+        t = random_layer_data(layer, np.random.default_rng(i))
+        golden = layer_golden(layer, t)
+        low = lower_layer(cfg, layer, t)
+        r = _run_lowered(cfg, low, golden, f"bench-dw-{i}")
+        model = vector_layer_cycles(cfg, layer, low.plan)
+        if r.counters["vec_busy"] != model.busy:
+            raise SystemExit(f"{layer.name}: vector busy cycles {r.counters['vec_busy']:,} on "
+                             f"the RTL, {model.busy:,} in the model")  # fmt: skip
+        row = {
+            "layer": layer.name,
+            "input": f"{layer.h}x{layer.w}x{layer.c}",
+            "stride": layer.stride,
+            "macs": layer.macs,
+            "cycles": r.cycles,
+            "utilization": layer.macs / (r.cycles * lanes),
+            "model_cycles": model.total,
+            "sim_cycles_per_s": r.cycles / r.sim_seconds if r.sim_seconds else 0.0,
+        }
+        if naive:
+            from kernels.naive import lower_depthwise_naive
+
+            rn = _run_lowered(cfg, lower_depthwise_naive(cfg, layer, t), golden,
+                              f"bench-dw-naive-{i}")  # fmt: skip
+            row["naive_cycles"] = rn.cycles
+            row["speedup"] = rn.cycles / r.cycles
+        rows.append(row)
+        naive_txt = f"{'-':>11} {'-':>7}"
+        if naive:
+            naive_txt = f"{row['naive_cycles']:>11,} {row['speedup']:>6.1f}x"
+        print(
+            f"{row['layer']:<10} {row['input']:>12} {row['stride']:>2} {row['macs']:>11,} | "
+            f"{row['cycles']:>10,} {100 * row['utilization']:>5.1f}% {row['model_cycles']:>10,} "
+            f"{row['sim_cycles_per_s']:>9,.0f} | {naive_txt}",
+            flush=True,
+        )
+    macs = sum(r["macs"] for r in rows)
+    cycles = sum(r["cycles"] for r in rows)
+    mean = statistics.mean(r["utilization"] for r in rows)
+    print(
+        f"all 17: {cycles:,} vector cycles; utilization mean {100 * mean:.1f}% of peak "
+        f"({lanes} MACs/cycle; target >= 85%), overall {100 * macs / (cycles * lanes):.1f}%"
+        + (
+            f"; naive {sum(r['naive_cycles'] for r in rows):,} cycles, speedup min "
+            f"{min(r['speedup'] for r in rows):.1f}x (target >= 10x each)"
+            if naive
+            else ""
+        ),
+        flush=True,
+    )
+    return rows
+
+
 def main(argv: list[str]) -> int:
     sims = ("verilator", "icarus")
     print("Tandem bench: core on default (16x16), DRAM 16 B/cycle, latency 20")
@@ -81,6 +166,9 @@ def main(argv: list[str]) -> int:
         f"DRAM read {c['bytes_read']:,} B, written {c['bytes_written']:,} B",
         flush=True,
     )
+    print()
+    print("Tandem bench: MobileNetV2 depthwise layers (224x224) on default, vector unit vs naive")
+    dw = bench_depthwise(naive="--no-naive" not in argv)
     print()
     print("Tandem bench: systolic array alone, fully busy (every PE a MAC per cycle)")
     print(
@@ -99,7 +187,7 @@ def main(argv: list[str]) -> int:
         )
     out = runner.BUILD_ROOT / "bench" / "array.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"core": c, "array": rows}, indent=2))
+    out.write_text(json.dumps({"core": c, "depthwise": dw, "array": rows}, indent=2))
     print(
         f"(generation: median of {GEN_REPEATS}; simulation: median of 3 windows; written to {out})"
     )

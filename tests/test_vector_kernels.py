@@ -702,3 +702,12 @@ def test_model_sum_and_errors():
     with pytest.raises(ValueError, match="larger than the 4x4 output"):
         vector_layer_cycles(cfg, Add("a", 4, 4, 4), VectorPlan(5, 1))
     assert cost.VectorLayerCycles(1, 0, 0, 0, 0, 0, 4).utilization == 0.0
+
+
+def test_zoo_lists_the_17_mobilenet_v2_depthwise_layers():
+    from mapping.zoo import mobilenet_v2_depthwise
+
+    layers = mobilenet_v2_depthwise(224)
+    assert [(layer.h, layer.c, layer.stride) for layer in layers] == MOBILENET_V2_DW
+    assert all(layer.k == 3 and layer.pad == 1 and layer.act == "relu6" for layer in layers)
+    assert [layer.h for layer in mobilenet_v2_depthwise(96)][:3] == [48, 48, 24]
