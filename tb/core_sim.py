@@ -33,14 +33,15 @@ class CoreJob:
     out_bytes: int
     latency: int = 20
     bandwidth: int = 16
-    timeout: int = 1_000_000  # cycles
+    timeout: int = 1_000_000  # cycles in all
+    stall: int = 50_000  # cycles without any progress (a deadlock) before the watchdog fires
 
     @classmethod
     def from_lowered(cls, low, *, latency: int = 20, bandwidth: int = 16) -> CoreJob:
-        """A job for a :class:`kernels.lower.Lowered` program, with a generous watchdog:
-        every MAC at 1/16 of peak plus every image byte at 1/4 of the DRAM bandwidth."""
-        cfg = low.config
-        timeout = 16 * low.macs // cfg.pes + 4 * len(low.image) // bandwidth + 200_000
+        """A job for a :class:`kernels.lower.Lowered` program. The watchdog ends it after 50,000
+        cycles without progress, or at the latest after two cycles per MAC (one PE of the array
+        busy, as a naive depthwise mapping) plus every image byte at 1/4 of the bandwidth."""
+        timeout = 2 * low.macs + 4 * len(low.image) // bandwidth + 200_000
         return cls(
             low.layer.name,
             low.image,
@@ -91,7 +92,8 @@ class SimResult:
         if self.status == "done":
             return None
         if self.status == "timeout":
-            return f"watchdog: no done/error; state {json.dumps(self.state)}"
+            state = json.dumps(self.state)
+            return f"watchdog: no done/error (stalled or out of time); state {state}"
         cause = self.state.get("o_error_cause", 0)
         name = Cause(cause).name if cause in Cause._value2member_map_ else str(cause)
         return f"error {name} ({cause}) at command {self.state.get('o_error_pc')}"
@@ -125,6 +127,7 @@ def run_programs(
                 "latency": job.latency,
                 "bandwidth": job.bandwidth,
                 "timeout": job.timeout,
+                "stall": job.stall,
             }
         )
     (work / "jobs.json").write_text(json.dumps(spec, indent=1))

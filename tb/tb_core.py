@@ -41,6 +41,30 @@ async def _pulse(sig, clk) -> None:
     sig.value = 0
 
 
+_PROGRESS = ("retired", "rd_bytes", "wr_bytes", "exec_streaming", "vec_taps")
+
+
+def _progress(dut) -> tuple[int, ...]:
+    return tuple(int(getattr(dut, f"o_cnt_{n}").value) for n in _PROGRESS)
+
+
+async def _watch(dut, timeout: int, stall: int) -> None:
+    """Wait for done or error; give up after ``timeout`` cycles in all, or as soon as nothing
+    moved (no command retired, no DRAM byte, no MAC) for ``stall`` cycles: a deadlock."""
+    waited, last = 0, None
+    while waited < timeout:
+        window = min(stall, timeout - waited)
+        trigger = await First(RisingEdge(dut.o_done), RisingEdge(dut.o_error),
+                              Timer(window * PERIOD_NS, "ns"))  # fmt: skip
+        if not isinstance(trigger, Timer):
+            return
+        waited += window
+        now = _progress(dut)
+        if now == last:
+            return
+        last = now
+
+
 @cocotb.test()
 async def run_jobs(dut):
     jobs = json.loads(Path(os.environ["TANDEM_JOBS"]).read_text())
@@ -61,9 +85,7 @@ async def run_jobs(dut):
         await RisingEdge(dut.clk)
         await _pulse(dut.i_start, dut.clk)
         t0 = time.perf_counter()
-        outcome = await First(
-            RisingEdge(dut.o_done), RisingEdge(dut.o_error), Timer(job["timeout"] * PERIOD_NS, "ns")
-        )
+        await _watch(dut, job["timeout"], job["stall"])
         sim_seconds = time.perf_counter() - t0
         await ReadOnly()
         state = _state(dut)
@@ -73,7 +95,6 @@ async def run_jobs(dut):
             await ClockCycles(dut.clk, 10)
         result = {"name": job["name"], "status": status, "state": state,
                   "oob": int(dut.dram_oob.value), "sim_seconds": sim_seconds}  # fmt: skip
-        del outcome
         if status == "done":
             dut.dram_dump_base.value = job["dump_base"]
             dut.dram_dump_words.value = job["dump_words"]
