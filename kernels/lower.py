@@ -39,6 +39,17 @@ once, first.
 
 Every push has exactly one pop (no token is left over), and every pop's push comes earlier in the
 program, so no queue depth can deadlock the decoder.
+
+Segments
+--------
+`lower_segments` builds one program for several convolutions of the same geometry (for example
+the channels of a depthwise convolution, each a ``cin = cout = 1`` convolution). Each `Segment`
+says where its input, weights and output are in DRAM and how many bytes separate two pixels, so a
+segment can read and write one channel plane of a wider NHWC tensor. The segments' steps run in
+order through the same ring buffers with the same tokens, as if they were one layer: the next
+segment's loads fill the free slots while the array finishes the previous segment. A later
+segment sends CFG_BIAS/CFG_QUANT only for the columns that hold its output channels (the padding
+columns, set by the first segment, are never stored). `lower` is the one-segment case.
 """
 
 from __future__ import annotations
@@ -57,8 +68,19 @@ from rtl.isa import Op
 
 from .conv import check_tensors
 from .layers import Conv2D, Dense, Layer
+from .requant import RequantParams
 
-__all__ = ["ALIGN", "Lowered", "Region", "TilePlan", "default_plan", "lower"]
+__all__ = [
+    "ALIGN",
+    "Lowered",
+    "Region",
+    "Segment",
+    "TilePlan",
+    "default_plan",
+    "lower",
+    "lower_segments",
+    "weight_image",
+]
 
 ALIGN = 64  # every DRAM region starts on a multiple of this many bytes
 
@@ -458,6 +480,7 @@ class _Step:
     nt: int
     in_inst: int
     w_inst: int
+    seg: int = 0
 
 
 @dataclass
@@ -484,9 +507,9 @@ def _runs(n: int, start: int) -> Iterator[tuple[int, int]]:
 
 class _Builder:
     def __init__(
-        self, config: HWConfig, conv: Conv2D, plan: TilePlan, g: _Geometry, addr: dict[str, int]
+        self, config: HWConfig, conv: Conv2D, plan: TilePlan, g: _Geometry, segs: list[Segment]
     ) -> None:
-        self.config, self.conv, self.plan, self.g, self.addr = config, conv, plan, g, addr
+        self.config, self.conv, self.plan, self.g, self.segs = config, conv, plan, g, segs
 
     # ---------------------------------------------------------------- steps and buffers
     def steps(self) -> list[_Step]:
@@ -500,14 +523,15 @@ class _Builder:
             order = [(sp, nt) for sp in spatial for nt in range(g.ntiles)]
         steps: list[_Step] = []
         in_inst = w_inst = -1
-        prev_sp = prev_nt = None
-        for sp, nt in order:
-            if sp != prev_sp:
-                in_inst += 1
-            if w_inst < 0 or (not self.plan.resident_weights and nt != prev_nt):
-                w_inst += 1
-            steps.append(_Step(*sp, nt, in_inst, w_inst))
-            prev_sp, prev_nt = sp, nt
+        for seg in range(len(self.segs)):  # each segment: new input and new weights
+            prev_sp = prev_nt = None
+            for sp, nt in order:
+                if sp != prev_sp:
+                    in_inst += 1
+                if prev_nt is None or (not self.plan.resident_weights and nt != prev_nt):
+                    w_inst += 1
+                steps.append(_Step(*sp, nt, in_inst, w_inst, seg))
+                prev_sp, prev_nt = sp, nt
         return steps
 
     def tile(self, ty: int, tx: int) -> tuple[int, int, int, int, int, int]:
@@ -571,12 +595,20 @@ class _Builder:
         for spad, n in zeros:
             for s0, cnt in _runs(n, spad):
                 cmds.append(_cmd(Op.LOAD, zero=1, spad_addr=s0, rows=cnt, len=r))
+        seg = self.segs[st.seg]
         for spad, pixel, n, kc in data:
             ln = min(r, conv.cin - kc * r)
             for s0, cnt in _runs(n, spad):
-                dram = self.addr["input"] + (pixel + s0 - spad) * conv.cin + kc * r
+                dram = seg.input_addr + (pixel + s0 - spad) * seg.input_stride + kc * r
                 cmds.append(
-                    _cmd(Op.LOAD, dram_addr=dram, spad_addr=s0, rows=cnt, len=ln, stride=conv.cin)
+                    _cmd(
+                        Op.LOAD,
+                        dram_addr=dram,
+                        spad_addr=s0,
+                        rows=cnt,
+                        len=ln,
+                        stride=seg.input_stride,
+                    )
                 )
         return cmds
 
@@ -587,7 +619,7 @@ class _Builder:
         else:
             first, n = st.nt * g.wset_rows, g.wset_rows
         base = g.w_base[st.w_inst % g.nw]
-        dram = self.addr["weights"] + (first - base) * r
+        dram = self.segs[st.seg].weights_addr + (first - base) * r
         return [
             _cmd(Op.LOAD, dram_addr=dram + s0 * r, spad_addr=s0, rows=cnt, len=r, stride=r)
             for s0, cnt in _runs(n, base)
@@ -618,6 +650,15 @@ class _Builder:
                     reqs.append(last_in[st.in_inst - g.nin])
             if loads:
                 groups.append(_Group(i, loads, max(reqs) if reqs else None))
+        # With segments, a group can wait for a step an earlier group already waits for (the
+        # weight slot and an input slot freed together): the in-order load queue then orders
+        # it, so it needs no token of its own.
+        waited = -1
+        for grp in groups:
+            if grp.req is not None and grp.req <= waited:
+                grp.req = None
+            elif grp.req is not None:
+                waited = grp.req
         reqs = [grp.req for grp in groups if grp.req is not None]
         if any(b <= a for a, b in itertools.pairwise(reqs)) or any(
             grp.req is not None and grp.req >= grp.first for grp in groups
@@ -626,23 +667,25 @@ class _Builder:
         return groups
 
     # ---------------------------------------------------------------- exec and store
-    def build(self, tensors: dict[str, Any]) -> list[_Cmd]:
+    def build(self) -> list[_Cmd]:
         cfg, conv, g = self.config, self.conv, self.g
         c, k, s = cfg.cols, conv.k, conv.stride
-        bias = [int(v) for v in np.asarray(tensors["bias"]).reshape(-1)]
-        params = tensors["requant"]
-        mult = params.multiplier * (conv.cout if params.channels == 1 else 1)
-        shift = params.shift * (conv.cout if params.channels == 1 else 1)
 
         steps = self.steps()
         groups = self.groups(steps)
         first_use = {grp.first for grp in groups}
         releases = {grp.req for grp in groups if grp.req is not None}
         nsteps = len(steps)
+        params = self.segs[0].requant
+        store_cfg = (params.zero_point, params.lo, params.hi)
         prog = [_cmd(Op.CFG_STORE, zero_point=params.zero_point, lo=params.lo, hi=params.hi)]
         emitted = 0
         bias_nt = quant_nt = None
         for i, st in enumerate(steps):
+            seg = self.segs[st.seg]
+            bias, params = seg.bias, seg.requant
+            mult = params.multiplier * (conv.cout if params.channels == 1 else 1)
+            shift = params.shift * (conv.cout if params.channels == 1 else 1)
             while emitted < len(groups) and (
                 groups[emitted].req is None or groups[emitted].req < i
             ):
@@ -653,14 +696,16 @@ class _Builder:
                 prog += grp.loads
                 emitted += 1
             cols = range(st.nt * c, st.nt * c + c)
+            if st.seg:  # padding columns were set by the first segment and are never stored
+                cols = range(st.nt * c, min(st.nt * c + c, conv.cout))
             # exec: bias, then k*k*nchunks MATMULs into the step's accumulator slot
             exec_cmds: list[_Cmd] = []
-            if st.nt != bias_nt:
+            if (st.seg, st.nt) != bias_nt:
                 exec_cmds += [
                     _cmd(Op.CFG_BIAS, col=j, bias=bias[ch] if ch < conv.cout else 0)
                     for j, ch in enumerate(cols)
                 ]
-                bias_nt = st.nt
+                bias_nt = (st.seg, st.nt)
             _oy0, _ox0, toh, tow, ih, iw = self.tile(st.ty, st.tx)
             in_base = g.in_base[st.in_inst % g.nin]
             w_base = g.w_base[st.w_inst % g.nw]
@@ -698,14 +743,19 @@ class _Builder:
             prog += exec_cmds
             # store: requant table, then the tile's rows to the NHWC output
             store_cmds: list[_Cmd] = []
-            if st.nt != quant_nt:
+            if (params.zero_point, params.lo, params.hi) != store_cfg:
+                store_cfg = (params.zero_point, params.lo, params.hi)
+                store_cmds.append(
+                    _cmd(Op.CFG_STORE, zero_point=params.zero_point, lo=params.lo, hi=params.hi)
+                )
+            if (st.seg, st.nt) != quant_nt:
                 store_cmds += [
                     _cmd(Op.CFG_QUANT, col=j, multiplier=mult[ch], shift=shift[ch])
                     if ch < conv.cout
                     else _cmd(Op.CFG_QUANT, col=j, multiplier=0, shift=0)
                     for j, ch in enumerate(cols)
                 ]
-                quant_nt = st.nt
+                quant_nt = (st.seg, st.nt)
             store_cmds += self.stores(st, acc_addr)
             store_cmds[0].fields["pop_prev"] = True
             if i + g.nacc < nsteps:
@@ -750,30 +800,137 @@ class _Builder:
         cfg, conv = self.config, self.conv
         oy0, ox0, toh, tow, _ih, _iw = self.tile(st.ty, st.tx)
         ln = min(cfg.cols, conv.cout - st.nt * cfg.cols)
+        seg = self.segs[st.seg]
 
         def dram(oy: int) -> int:
             pixel = (st.b * conv.out_h + oy) * conv.out_w + ox0
-            return self.addr["output"] + pixel * conv.cout + st.nt * cfg.cols
+            return seg.output_addr + pixel * seg.output_stride + st.nt * cfg.cols
 
         if tow == conv.out_w:
             rows = [(dram(oy0), acc_addr, toh * tow)]
         else:
             rows = [(dram(oy0 + i), acc_addr + i * tow, tow) for i in range(toh)]
         return [
-            _cmd(Op.STORE, dram_addr=d, acc_addr=a, rows=n, len=ln, stride=conv.cout)
+            _cmd(Op.STORE, dram_addr=d, acc_addr=a, rows=n, len=ln, stride=seg.output_stride)
             for d, a, n in rows
         ]
 
 
-def _weight_image(config: HWConfig, conv: Conv2D, w: np.ndarray, g: _Geometry) -> np.ndarray:
-    """Weights pre-arranged as (n-tile, chunk, ky, kx, weight row, wrows*rows bytes)."""
+def weight_image(config: HWConfig, conv: Conv2D, weights: np.ndarray) -> np.ndarray:
+    """A convolution's weights pre-arranged for the scratchpad, as the program loads them.
+
+    Parameters
+    ----------
+    config : HWConfig
+    conv : Conv2D
+    weights : (k, k, cin, cout) int8 array
+
+    Returns
+    -------
+    (n-tiles, chunks, k, k, rows, wrows*rows) int8 array: the weight tile of each (n-tile, chunk,
+    tap), weight row ``k`` padded to ``wrows = ceil(cols/rows)`` scratchpad rows, zero past
+    ``cin`` and ``cout``. Its bytes go to a `Segment`'s ``weights_addr``.
+    """
     r, c, k = config.rows, config.cols, conv.k
-    full = np.zeros((k, k, g.nchunks * r, g.ntiles * c), dtype=np.int8)
-    full[:, :, : conv.cin, : conv.cout] = w
-    tiles = full.reshape(k, k, g.nchunks, r, g.ntiles, c).transpose(4, 2, 0, 1, 3, 5)
-    out = np.zeros((g.ntiles, g.nchunks, k, k, r, g.wrows * r), dtype=np.int8)
+    nchunks, ntiles, wrows = -(-conv.cin // r), -(-conv.cout // c), -(-c // r)
+    full = np.zeros((k, k, nchunks * r, ntiles * c), dtype=np.int8)
+    full[:, :, : conv.cin, : conv.cout] = np.asarray(weights).reshape(conv.weight_shape)
+    tiles = full.reshape(k, k, nchunks, r, ntiles, c).transpose(4, 2, 0, 1, 3, 5)
+    out = np.zeros((ntiles, nchunks, k, k, r, wrows * r), dtype=np.int8)
     out[..., :c] = tiles
     return out
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One convolution of a `lower_segments` program: where its tensors are, its bias and requant.
+
+    Parameters
+    ----------
+    input_addr : int
+        DRAM byte of input channel 0 of pixel 0; channel ``ci`` of pixel ``p`` (pixels numbered
+        ``(b*h + y)*w + x``) is at ``input_addr + p*input_stride + ci``.
+    input_stride : int
+        Bytes from one input pixel to the next (``cin`` for a packed tensor; the channel count
+        of the whole tensor to read one channel plane of a wider NHWC tensor).
+    weights_addr : int
+        DRAM byte of the segment's `weight_image`.
+    output_addr, output_stride : int
+        The same for the output (channel ``co`` of output pixel ``p`` at
+        ``output_addr + p*output_stride + co``).
+    bias : tuple of int
+        ``cout`` int32 biases.
+    requant : RequantParams
+        One channel or ``cout``.
+    """
+
+    input_addr: int
+    input_stride: int
+    weights_addr: int
+    output_addr: int
+    output_stride: int
+    bias: tuple[int, ...]
+    requant: RequantParams
+
+    def check(self, conv: Conv2D) -> None:
+        """Raise ``ValueError`` naming the layer if the segment does not fit ``conv`` or the ISA."""
+        where = f"layer {conv.name!r}: segment"
+        if self.input_stride < conv.cin or self.input_stride > _MAX_LOAD_STRIDE:
+            raise ValueError(
+                f"{where} input_stride={self.input_stride} must be in cin={conv.cin}.."
+                f"{_MAX_LOAD_STRIDE} (the LOAD.stride field)"
+            )
+        if self.output_stride < conv.cout or self.output_stride > _MAX_STORE_STRIDE:
+            raise ValueError(
+                f"{where} output_stride={self.output_stride} must be in cout={conv.cout}.."
+                f"{_MAX_STORE_STRIDE} (the STORE.stride field)"
+            )
+        for name in ("input_addr", "weights_addr", "output_addr"):
+            v = getattr(self, name)
+            if not 0 <= v < _DRAM_SPACE:
+                raise ValueError(f"{where} {name}={v} is outside the 32-bit DRAM address space")
+        if len(self.bias) != conv.cout:
+            raise ValueError(f"{where} has {len(self.bias)} biases for cout={conv.cout}")
+        if self.requant.channels not in (1, conv.cout):
+            raise ValueError(
+                f"{where} requant has {self.requant.channels} channels for cout={conv.cout}; "
+                f"give one per output channel (or one for all)"
+            )
+
+
+def lower_segments(
+    config: HWConfig, conv: Conv2D, plan: TilePlan, segments: list[Segment]
+) -> tuple[int, ...]:
+    """One program running the convolution ``conv`` once per segment, in order.
+
+    The segments share the geometry, the plan and the buffers: their steps form one sequence
+    with the token scheme of `lower` (module docstring), so a segment's first loads overlap the
+    previous segment's last MATMULs and stores, and the program ends with a single FENCE.
+
+    Parameters
+    ----------
+    config : HWConfig
+    conv : Conv2D
+        The geometry every segment has (its ``cin``, ``cout`` are a segment's own channels).
+    plan : TilePlan
+        Validated against ``conv``.
+    segments : list of Segment
+        Where each convolution's tensors are, with its bias and requantization.
+
+    Returns
+    -------
+    tuple of int
+        The 128-bit command words; placed in DRAM and run, segment ``i`` leaves the golden
+        output of ``conv`` on its input and weights at its output addresses.
+    """
+    if not segments:
+        raise ValueError(f"layer {conv.name!r}: lower_segments needs at least one segment")
+    g = _Geometry(config, conv, plan)
+    if g.error:
+        raise ValueError(g.error)
+    for seg in segments:
+        seg.check(conv)
+    return tuple(cmd.word() for cmd in _Builder(config, conv, plan, g, list(segments)).build())
 
 
 def lower(
@@ -819,7 +976,7 @@ def lower(
         raise ValueError(g.error)
 
     x = np.ascontiguousarray(t["input"], dtype=np.int8)
-    wimg = _weight_image(config, conv, np.asarray(t["weights"]).reshape(conv.weight_shape), g)
+    wimg = weight_image(config, conv, t["weights"])
     addr: dict[str, int] = {}
     regions: dict[str, Region] = {}
     cursor = 0
@@ -848,7 +1005,11 @@ def lower(
         regions[name] = Region(name, cursor, nbytes, tuple(shape), "int8", layout)
         cursor = _align(cursor + nbytes)
 
-    cmds = _Builder(config, conv, plan, g, addr).build(t)
+    bias = tuple(int(v) for v in np.asarray(t["bias"]).reshape(-1))
+    seg = Segment(
+        addr["input"], conv.cin, addr["weights"], addr["output"], conv.cout, bias, t["requant"]
+    )
+    cmds = _Builder(config, conv, plan, g, [seg]).build()
     program = tuple(cmd.word() for cmd in cmds)
     prog_bytes = isa.to_bytes(program)
     program_addr = cursor
