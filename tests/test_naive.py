@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from kernels.conv import conv2d, random_layer_data
+from kernels.conv import conv2d, layer_golden, random_layer_data
 from kernels.interp import HazardError, execute
-from kernels.layers import parse_layer_spec
+from kernels.layers import DepthwiseConv2D, parse_layer_spec
 from kernels.lower import Segment, TilePlan, lower, lower_segments, weight_image
 from kernels.naive import (
     estimate_program,
@@ -326,3 +326,15 @@ def test_segment_errors():
         lower_segments(cfg, conv, plan, [dataclasses.replace(ok, weights_addr=-1)])
     with pytest.raises(ValueError, match="at least one segment"):
         lower_segments(cfg, conv, plan, [])
+
+
+@pytest.mark.parametrize("variant", LOWERINGS)
+def test_the_depthwise_layer_of_kernels_layers(variant):
+    """kernels.layers.DepthwiseConv2D lowers as the duck-typed stand-in does, to its golden."""
+    cfg = CONFIGS["tiny"]
+    layer = DepthwiseConv2D("dw", h=7, w=6, c=5, k=3, stride=2, pad=1, batch=2, act="relu")
+    t = random_layer_data(layer, np.random.default_rng(3))
+    low = LOWERINGS[variant](cfg, layer, t)
+    want = layer_golden(layer, t)
+    assert np.array_equal(want, golden(DW("dw", 7, 6, 5, 3, 2, 1, 2, "relu"), t))
+    assert wrong_channels(run_lowered(cfg, low, want), want) == []
