@@ -199,7 +199,12 @@ class TandemCore(wiring.Component):
                 unit.i_cmd.payload.eq(f.r_data),
                 f.r_en.eq(unit.i_cmd.ready),
             ]
-        m.d.comb += self.o_dbg_queues.eq(Cat(*(f.level[:16] for f, _ in queues.values())))
+        levels = []
+        for q, (f, _) in queues.items():
+            level = Signal(16, name=f"dbg_level_{q.name.lower()}")
+            m.d.comb += level.eq(f.level)
+            levels.append(level)
+        m.d.comb += self.o_dbg_queues.eq(Cat(*levels))
 
         # ------------------------------------------------------------ control and decoder
         busy = Signal(name="core_busy")

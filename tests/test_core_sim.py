@@ -136,6 +136,17 @@ def test_dram_latency_and_bandwidth_stress():
     assert cycles[(200, 1)] > cycles[(1, 64)]  # the DRAM settings really took effect
 
 
+@pytest.mark.sim
+def test_many_outstanding_dram_requests():
+    """Two-beat input rows streaming while one-byte output rows are written: more than the
+    simulated DRAM's 64 queue entries are in flight and its queue pointers wrap (a width bug
+    there once let a request overwrite the queue's head and hung the load unit)."""
+    cfg = load_config("default")
+    layer = Dense("narrow", m=1024, k=9, n=1)
+    jobs, goldens, lowered = layer_jobs(cfg, [layer], seed=11)
+    check_exact(run_programs(cfg, jobs, sim="verilator", name="outstanding"), goldens, lowered)
+
+
 def _error_job(name, words, cfg):
     image = bytearray(4096)
     prog = isa.to_bytes(words)

@@ -54,14 +54,18 @@ module tandem_dram #(
   reg [63:0] q_time[0:QDEPTH-1];
   reg [QB:0] q_head, q_tail;
   wire q_empty = q_head == q_tail;
-  wire q_full = (q_tail - q_head) == QDEPTH;
+  // occupancy in QB+1 bits: compared at 32 bits, (tail - head) would miss "full" once the
+  // pointers wrap, and a new request would overwrite the queue's head
+  wire [QB:0] q_used = q_tail - q_head;
+  wire q_full = q_used == QDEPTH;
   assign req_ready = !q_full;
 
   reg [8*BEAT-1:0] wf_data[0:QDEPTH-1];
   reg [BEAT-1:0] wf_strb[0:QDEPTH-1];
   reg [QB:0] wf_head, wf_tail;
   wire wf_empty = wf_head == wf_tail;
-  assign w_ready = (wf_tail - wf_head) != QDEPTH;
+  wire [QB:0] wf_used = wf_tail - wf_head;
+  assign w_ready = wf_used != QDEPTH;
 
   reg [15:0] credit;
   reg [7:0] count;
