@@ -113,8 +113,13 @@ class PE(wiring.Component):
             if (self._ws and self._os)
             else (self.i_b if self._os else w_stat)
         )
-        prod = Signal(signed(self._iw + self._ww), name="prod")
-        m.d.comb += prod.eq(self.i_a * rhs)
+        # The product is formed at the accumulator's width (the activation sign-extended first):
+        # the same multiplier, but simulators compute it as one full-width signed multiply
+        # instead of a narrow one whose result is sign-extended again for the accumulate.
+        a_wide = Signal(signed(self._aw - self._ww), name="a_wide")
+        m.d.comb += a_wide.eq(self.i_a)
+        prod = Signal(signed(self._aw), name="prod")
+        m.d.comb += prod.eq(a_wide * rhs)
 
         a = Signal(signed(self._iw), name="a")
         sel = Signal(name="sel")
