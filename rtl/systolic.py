@@ -127,9 +127,18 @@ class PE(wiring.Component):
         m.d.comb += [self.o_a.eq(a), self.o_sel.eq(sel), self.o_first.eq(first)]
 
         with m.If(self.i_en):
-            m.d.sync += [a.eq(self.i_a), sel.eq(self.i_sel), first.eq(self.i_first)]
-            if self._os:
-                m.d.sync += b.eq(self.i_b)
+            m.d.sync += a.eq(self.i_a)
+            if self._ws and self._os:
+                # sel only matters in ws, first and b only in os; each holds in the other mode,
+                # where the array's edges feed it a constant it already holds (use_buf; zeros)
+                with m.If(self.i_os):
+                    m.d.sync += [first.eq(self.i_first), b.eq(self.i_b)]
+                with m.Else():
+                    m.d.sync += sel.eq(self.i_sel)
+            else:
+                m.d.sync += [sel.eq(self.i_sel), first.eq(self.i_first)]
+                if self._os:
+                    m.d.sync += b.eq(self.i_b)
             ws_next = (self.i_psum + prod)[: self._aw]
             os_next = (Mux(self.i_first, 0, acc) + prod)[: self._aw]
             with m.If(self.i_os & self.i_drain):
@@ -441,12 +450,14 @@ class SystolicArray(wiring.Component):
 
         if os_hw:
             # os: B[k, :] enters column c through c + 1 skew registers (like row r of A)
+            # in ws the skew holds its zeros instead of shifting them (see PE)
+            b_en = en & mode_os if cfg.dataflow == "both" else en
             w_take = Signal(name="os_w_take")
             m.d.comb += w_take.eq(self.i_weight.valid & self.i_weight.ready & mode_os)
             for c in range(C):
                 entry_b = Signal(signed(cfg.weight_width), name=f"entry_b_{c}")
                 m.d.comb += entry_b.eq(Mux(w_take, self.i_weight.payload[c], 0))
-                m.d.comb += pes[0][c].i_b.eq(_delay(m, entry_b, c + 1, en, f"skew_b_{c}"))
+                m.d.comb += pes[0][c].i_b.eq(_delay(m, entry_b, c + 1, b_en, f"skew_b_{c}"))
         if not ws_hw:
             # ws-only signals still exist in the PE ports; tie them off
             for r in range(R):
