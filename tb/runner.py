@@ -123,14 +123,14 @@ class Build:
     build_seconds: float  # 0.0 when reused from an earlier build
 
 
-def _sources(config: HWConfig, top: str) -> tuple[str, dict[str, str], list[str]]:
-    """(HDL toplevel, {file name: text}, public port names) for a bench of ``top``."""
+def _sources(config: HWConfig, top: str) -> tuple[str, dict[str, str], dict[str, tuple[str, int]]]:
+    """(HDL toplevel, {file name: text}, top-level ports) for a bench of ``top``."""
     if top == "array":
         name = top_name("array")
         return (
             name,
             {f"{name}.v": generate_verilog(config, "array")},
-            list(top_ports(config, "array")),
+            top_ports(config, "array"),
         )
     if top == "core":
         from tb.dram import BENCH_TOP, DRAM_SOURCE, bench_top_ports, bench_top_verilog
@@ -140,8 +140,19 @@ def _sources(config: HWConfig, top: str) -> tuple[str, dict[str, str], list[str]
             DRAM_SOURCE.name: DRAM_SOURCE.read_text(),
             f"{BENCH_TOP}.v": bench_top_verilog(config),
         }
-        return BENCH_TOP, files, list(bench_top_ports(config))
+        return BENCH_TOP, files, bench_top_ports(config)
     raise ValueError(f"top must be 'array' or 'core', not {top!r}")
+
+
+def _public_vlt(toplevel: str, ports: Mapping[str, tuple[str, int]]) -> str:
+    """Verilator config making only the top-level ports visible to cocotb (instead of
+    ``--public-flat-rw``): inputs writable, outputs read-only. A writable output would count
+    as an input to Verilator, which then re-evaluates all logic reading it on every eval."""
+    lines = ["`verilator_config"]
+    for name, (direction, _width) in ports.items():
+        access = "public_flat_rw" if direction == "in" else "public_flat_rd"
+        lines.append(f'{access} -module "{toplevel}" -var "{name}"')
+    return "\n".join(lines) + "\n"
 
 
 def build(config: HWConfig, sim: str, *, top: str = "array", force: bool = False) -> Build:
@@ -151,7 +162,8 @@ def build(config: HWConfig, sim: str, *, top: str = "array", force: bool = False
     """
     apply_toolchain_env()
     toplevel, files, ports = _sources(config, top)
-    digest = hashlib.sha256()
+    vlt = _public_vlt(toplevel, ports) if sim == "verilator" else ""
+    digest = hashlib.sha256(vlt.encode())
     for fname, text in sorted(files.items()):
         digest.update(fname.encode() + b"\0" + text.encode())
     build_dir = BUILD_ROOT / "sim" / sim / f"{config.name}-{top}-{digest.hexdigest()[:12]}"
@@ -167,12 +179,8 @@ def build(config: HWConfig, sim: str, *, top: str = "array", force: bool = False
         sources.append(build_dir / fname)
     (build_dir / "config.json").write_text(config.to_json())
     if sim == "verilator":
-        # Only the top-level ports are made visible to cocotb (instead of --public-flat-rw).
-        vlt = build_dir / "public.vlt"
-        lines = ["`verilator_config"]
-        lines += [f'public_flat_rw -module "{toplevel}" -var "{p}"' for p in ports]
-        vlt.write_text("\n".join(lines) + "\n")
-        sources.append(vlt)
+        (build_dir / "public.vlt").write_text(vlt)
+        sources.append(build_dir / "public.vlt")
     runner = _make_runner(sim)
     t0 = time.perf_counter()
     kwargs = {
