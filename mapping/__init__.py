@@ -9,15 +9,51 @@ from .cost import (
     vector_command_cycles,
     vector_layer_cycles,
 )
-from .zoo import mobilenet_v2_depthwise
+from .workloads import (
+    Concat,
+    Flatten,
+    Network,
+    NetworkBuilder,
+    Node,
+    NodeStats,
+    Reshape,
+    Totals,
+    conv2d,
+)
+from .zoo import (
+    NETWORKS,
+    alexnet,
+    get_network,
+    googlenet,
+    mobilenet_v2,
+    mobilenet_v2_depthwise,
+    resnet50,
+    vgg16,
+)
 
 __all__ = [
+    "NETWORKS",
     "ArrayTile",
+    "Concat",
+    "Flatten",
+    "Network",
+    "NetworkBuilder",
+    "Node",
+    "NodeStats",
+    "Reshape",
     "TileCycles",
+    "Totals",
     "VectorLayerCycles",
+    "alexnet",
     "array_tile_cycles",
     "array_tiles_cycles",
+    "conv2d",
+    "get_network",
+    "googlenet",
+    "mobilenet_v2",
     "mobilenet_v2_depthwise",
+    "resnet50",
     "vector_command_cycles",
     "vector_layer_cycles",
+    "vgg16",
 ]
