@@ -355,27 +355,38 @@ class _Machine:
         self.spad_r[_EXEC][arows] = seq
         self.acc_w[out_rows] = seq
 
+    def _store_rows(
+        self, idx: int, f: dict[str, int], addr: int, row_len: int, depth: int, memory: str,
+        cause: Cause,
+    ) -> tuple[slice, np.ndarray, int]:  # fmt: skip
+        """Check a STORE's rows and length against its source memory; return the source rows,
+        the DRAM byte indices and ``len``."""
+        rows, ln = f["rows"], f["len"]
+        if rows == 0:
+            raise self.error(idx, "rows=0: a STORE moves at least one row", Cause.BAD_LENGTH)
+        if not 1 <= ln <= row_len:
+            raise self.error(
+                idx, f"len={ln} must be in 1..{row_len} (one {memory} row)", Cause.BAD_LENGTH
+            )
+        name = "acc_addr" if memory == "accumulator" else "spad_addr"
+        if addr + rows > depth:
+            raise self.error(
+                idx,
+                f"{name}={addr} + rows={rows} touches {memory} row {addr + rows - 1} >= "
+                f"{'acc' if memory == 'accumulator' else 'spad'}_rows={depth}",
+                cause,
+            )
+        da, stride = f["dram_addr"], f["stride"]
+        self.check_dram(idx, da, rows, stride, ln, "writes")
+        dst = da + np.arange(rows)[:, None] * stride + np.arange(ln)
+        return slice(addr, addr + rows), dst, ln
+
     def _store(self, idx: int, f: dict[str, int], seq: int) -> None:
         if f["vec"]:
             self._store_vec(idx, f, seq)
             return
-        rows, ln, ra = f["rows"], f["len"], f["acc_addr"]
-        if rows == 0:
-            raise self.error(idx, "rows=0: a STORE moves at least one row", Cause.BAD_LENGTH)
-        if not 1 <= ln <= self.c:
-            raise self.error(
-                idx, f"len={ln} must be in 1..{self.c} (one accumulator row)", Cause.BAD_LENGTH
-            )
-        if ra + rows > self.cfg.acc_rows:
-            raise self.error(
-                idx,
-                f"acc_addr={ra} + rows={rows} touches accumulator row {ra + rows - 1} >= "
-                f"acc_rows={self.cfg.acc_rows}",
-                Cause.ACC_RANGE,
-            )
-        da, stride = f["dram_addr"], f["stride"]
-        self.check_dram(idx, da, rows, stride, ln, "writes")
-        src = slice(ra, ra + rows)
+        src, dst, ln = self._store_rows(idx, f, f["acc_addr"], self.c, self.cfg.acc_rows,
+                                        "accumulator", Cause.ACC_RANGE)  # fmt: skip
         self.uninit(idx, self.acc_w[src], "accumulator rows")
         self.hazard(idx, _STORE, self.acc_w[src], _EXEC, "reads accumulator rows written by")
         if self.strict and not self.quant_set[:ln].all():
@@ -383,30 +394,13 @@ class _Machine:
             raise self.error(idx, f"requantizes columns {missing}, never set by CFG_QUANT")
         params = RequantParams(tuple(self.mult[:ln]), tuple(self.shift[:ln]), zero_point=self.zp)
         y = np.clip(requantize(self.acc[src, :ln], params), self.lo, self.hi).astype(np.int8)
-        dst = da + np.arange(rows)[:, None] * stride + np.arange(ln)
         self.dram[dst] = y.view(np.uint8)
         self.acc_r[src] = seq
 
     def _store_vec(self, idx: int, f: dict[str, int], seq: int) -> None:
-        rows, ln, sa = f["rows"], f["len"], f["spad_addr"]
-        if rows == 0:
-            raise self.error(idx, "rows=0: a STORE moves at least one row", Cause.BAD_LENGTH)
-        if not 1 <= ln <= self.r:
-            raise self.error(
-                idx, f"len={ln} must be in 1..{self.r} (one scratchpad row)", Cause.BAD_LENGTH
-            )
-        if sa + rows > self.cfg.spad_rows:
-            raise self.error(
-                idx,
-                f"spad_addr={sa} + rows={rows} touches scratchpad row {sa + rows - 1} >= "
-                f"spad_rows={self.cfg.spad_rows}",
-                Cause.SPAD_RANGE,
-            )
-        da, stride = f["dram_addr"], f["stride"]
-        self.check_dram(idx, da, rows, stride, ln, "writes")
-        src = slice(sa, sa + rows)
+        src, dst, ln = self._store_rows(idx, f, f["spad_addr"], self.r, self.cfg.spad_rows,
+                                        "scratchpad", Cause.SPAD_RANGE)  # fmt: skip
         self.spad_read(idx, _STORE, src, "rows (spad_addr)")
-        dst = da + np.arange(rows)[:, None] * stride + np.arange(ln)
         self.dram[dst] = self.spad[src, :ln].view(np.uint8)
         self.spad_r[_STORE][src] = seq
 

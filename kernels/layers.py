@@ -314,8 +314,37 @@ def _window_out(size: int, k: int, stride: int, pad: int) -> int:
     return (size + 2 * pad - k) // stride + 1
 
 
+class _ChannelwiseShapes:
+    """Shapes and int8 byte counts of a layer that keeps its ``c`` channels (NHWC), from
+    ``batch, h, w, c, out_h, out_w``; ``OPERANDS`` input tensors of the same shape."""
+
+    OPERANDS = 1
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        """Shape of each input tensor."""
+        return (self.batch, self.h, self.w, self.c)
+
+    @property
+    def output_shape(self) -> tuple[int, int, int, int]:
+        return (self.batch, self.out_h, self.out_w, self.c)
+
+    @property
+    def input_bytes(self) -> int:
+        """Bytes of all int8 input tensors."""
+        return self.OPERANDS * self.batch * self.h * self.w * self.c
+
+    @property
+    def weight_bytes(self) -> int:
+        return 0
+
+    @property
+    def output_bytes(self) -> int:
+        return self.batch * self.out_h * self.out_w * self.c
+
+
 @dataclass(frozen=True)
-class DepthwiseConv2D:
+class DepthwiseConv2D(_ChannelwiseShapes):
     """A depthwise KxK convolution: every channel convolved with its own filter, requantized.
 
     Parameters
@@ -390,33 +419,17 @@ class DepthwiseConv2D:
         return self.batch * self.out_h * self.out_w * self.c * self.depth
 
     @property
-    def input_shape(self) -> tuple[int, int, int, int]:
-        return (self.batch, self.h, self.w, self.c)
-
-    @property
     def weight_shape(self) -> tuple[int, int, int]:
         return (self.k, self.k, self.c)
-
-    @property
-    def output_shape(self) -> tuple[int, int, int, int]:
-        return (self.batch, self.out_h, self.out_w, self.c)
-
-    @property
-    def input_bytes(self) -> int:
-        return self.batch * self.h * self.w * self.c
 
     @property
     def weight_bytes(self) -> int:
         """Bytes of the int8 weights (the int32 bias not included)."""
         return self.k * self.k * self.c
 
-    @property
-    def output_bytes(self) -> int:
-        return self.batch * self.out_h * self.out_w * self.c
-
 
 @dataclass(frozen=True)
-class Add:
+class Add(_ChannelwiseShapes):
     """Element-wise add of two quantized tensors (a residual connection), requantized.
 
     ``acc = wrap32(bias + (a - za) * ma + (b - zb) * mb)`` then ``y = requantize(acc)``, per
@@ -448,6 +461,8 @@ class Add:
     batch: int = 1
     act: Activation = "none"
 
+    OPERANDS = 2  # a and b
+
     def __post_init__(self) -> None:
         _check_name(self.name)
         for field in ("h", "w", "c", "batch"):
@@ -467,34 +482,12 @@ class Add:
         """Multiplies, two per output element (``(a - za) * ma`` and ``(b - zb) * mb``)."""
         return 2 * self.batch * self.h * self.w * self.c
 
-    @property
-    def input_shape(self) -> tuple[int, int, int, int]:
-        """Shape of each operand."""
-        return (self.batch, self.h, self.w, self.c)
-
-    @property
-    def output_shape(self) -> tuple[int, int, int, int]:
-        return (self.batch, self.h, self.w, self.c)
-
-    @property
-    def input_bytes(self) -> int:
-        """Bytes of both int8 operands."""
-        return 2 * self.batch * self.h * self.w * self.c
-
-    @property
-    def weight_bytes(self) -> int:
-        return 0
-
-    @property
-    def output_bytes(self) -> int:
-        return self.batch * self.h * self.w * self.c
-
 
 POOL_KINDS = ("max", "avg")
 
 
 @dataclass(frozen=True)
-class Pool2D:
+class Pool2D(_ChannelwiseShapes):
     """Max or average pooling over ``kh x kw`` windows of every channel.
 
     * ``kind="max"``: ``y = max over the in-image taps`` (padding never wins; an output whose
@@ -572,26 +565,6 @@ class Pool2D:
     def macs(self) -> int:
         """Window taps, ``batch*out_h*out_w*c*kh*kw`` (one compare or add each)."""
         return self.batch * self.out_h * self.out_w * self.c * self.kh * self.kw
-
-    @property
-    def input_shape(self) -> tuple[int, int, int, int]:
-        return (self.batch, self.h, self.w, self.c)
-
-    @property
-    def output_shape(self) -> tuple[int, int, int, int]:
-        return (self.batch, self.out_h, self.out_w, self.c)
-
-    @property
-    def input_bytes(self) -> int:
-        return self.batch * self.h * self.w * self.c
-
-    @property
-    def weight_bytes(self) -> int:
-        return 0
-
-    @property
-    def output_bytes(self) -> int:
-        return self.batch * self.out_h * self.out_w * self.c
 
 
 def global_avg_pool(name: str, h: int, w: int, c: int, batch: int = 1) -> Pool2D:
