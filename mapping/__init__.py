@@ -9,6 +9,14 @@ from .cost import (
     vector_command_cycles,
     vector_layer_cycles,
 )
+from .energy import DEFAULT_ENERGY_TABLE, EnergyTable, load_energy_table
+from .layer_cost import (
+    ArrayLayerCycles,
+    LayerCost,
+    array_layer_cycles,
+    depthwise_array_cycles,
+    layer_cost,
+)
 from .workloads import (
     Concat,
     Flatten,
@@ -32,10 +40,14 @@ from .zoo import (
 )
 
 __all__ = [
+    "DEFAULT_ENERGY_TABLE",
     "NETWORKS",
+    "ArrayLayerCycles",
     "ArrayTile",
     "Concat",
+    "EnergyTable",
     "Flatten",
+    "LayerCost",
     "Network",
     "NetworkBuilder",
     "Node",
@@ -45,11 +57,15 @@ __all__ = [
     "Totals",
     "VectorLayerCycles",
     "alexnet",
+    "array_layer_cycles",
     "array_tile_cycles",
     "array_tiles_cycles",
     "conv2d",
+    "depthwise_array_cycles",
     "get_network",
     "googlenet",
+    "layer_cost",
+    "load_energy_table",
     "mobilenet_v2",
     "mobilenet_v2_depthwise",
     "resnet50",

@@ -164,7 +164,7 @@ class Fetch(wiring.Component):
 
     def __init__(self, beat: int, buffer_beats: int = 16):
         self._beat = beat
-        self._depth = max(buffer_beats, 2 * max(1, isa.CMD_BYTES // beat))
+        self._depth = self.buffer_depth(beat, buffer_beats)
         super().__init__(
             {
                 "i_start": In(1),
@@ -175,6 +175,17 @@ class Fetch(wiring.Component):
                 "o_fetched_all": Out(1),
             }
         )
+
+    @staticmethod
+    def buffer_depth(beat: int, buffer_beats: int = 16) -> int:
+        """Beats of the command buffer; at most this many beats are requested and not yet
+        consumed, so the fetch moves at most ``depth`` beats per DRAM round trip."""
+        return max(buffer_beats, 2 * max(1, isa.CMD_BYTES // beat))
+
+    @staticmethod
+    def max_burst(beat: int, buffer_beats: int = 16) -> int:
+        """Beats of one fetch request (half the buffer, at most `MAX_BURST`)."""
+        return min(Fetch.buffer_depth(beat, buffer_beats) // 2, MAX_BURST)
 
     def elaborate(self, platform):
         m = Module()
@@ -194,7 +205,7 @@ class Fetch(wiring.Component):
         room = Signal(range(self._depth + 1))
         m.d.comb += room.eq(self._depth - buf.level - inflight)
         burst = Signal(9)
-        max_burst = min(self._depth // 2, MAX_BURST)
+        max_burst = self.max_burst(W, self._depth)
         m.d.comb += burst.eq(Mux(remaining < max_burst, remaining, max_burst))
         m.d.comb += [
             self.mem.req.valid.eq((remaining != 0) & (room >= burst) & ~self.i_start),
@@ -259,6 +270,10 @@ class LoadUnit(wiring.Component):
     A row costs ``ceil((addr % beat + len) / beat)`` beats; aligned rows of one beat run at one
     row per cycle. Zero rows cost one cycle each and no DRAM traffic.
     """
+
+    #: Idle cycles between two commands (a command is taken the cycle after the previous one's
+    #: last row request).
+    command_gap = 1
 
     def __init__(self, config: HWConfig, spad_addr_width: int):
         self._cfg = config
@@ -444,6 +459,12 @@ class StoreUnit(wiring.Component):
     written as beat-aligned bursts with byte strobes, one request per row, pipelined. A STORE with
     ``vec=1`` reads int8 scratchpad rows (the vector unit's results) and writes them unchanged.
     """
+
+    #: Idle cycles between two STOREs (a STORE is taken the cycle after the previous one's
+    #: last accumulator read).
+    command_gap = 1
+    #: Stages between an accumulator read and its row's write request (read, requantize).
+    pipeline_latency = 2
 
     def __init__(self, config: HWConfig, acc_addr_width: int, spad_addr_width: int = 1):
         self._cfg = config

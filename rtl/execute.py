@@ -49,6 +49,13 @@ class ExecUnit(wiring.Component):
     o_busy, o_wait_token, o_retired : status for the performance counters
     """
 
+    #: ws: idle cycles of the weight feeder between two tiles (it starts a tile the cycle after
+    #: the previous one's last read).
+    ws_weight_gap = 1
+    #: Cycles from a MATMUL's last output row leaving the array to its retirement (the
+    #: writeback's read-modify-write stage, then the token push).
+    retire_latency = 2
+
     def __init__(self, config: HWConfig, spad_aw: int, acc_aw: int):
         self._cfg = config
         R, C = config.rows, config.cols

@@ -1,0 +1,161 @@
+"""The layer cost model against the RTL: run varied layers on Verilator, compare the cycles.
+
+``python -m tb.validate_cost [--config tiny,default]`` runs every case of `CASES` for the named
+configs (one simulator process per config, all its layers as jobs of one run) and prints the
+validation table ``layer | plan | RTL | model | error`` with the model's terms;
+``tests/test_layer_cost_sim.py`` asserts the tolerance on the same cases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from kernels.conv import random_layer_data
+from kernels.layers import Conv2D, Dense, DepthwiseConv2D, Layer
+from kernels.lower import TilePlan, default_plan, lower
+from kernels.naive import lower_depthwise_naive
+from mapping.layer_cost import LayerCost, layer_cost
+from rtl.config import HWConfig, load_config
+from tb.core_sim import CoreJob, run_programs
+
+__all__ = ["CASES", "Case", "Row", "validate"]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One validation layer: the layer, and how its default plan is changed (`TilePlan` fields)."""
+
+    layer: Layer
+    plan: dict = dataclasses.field(default_factory=dict)
+    slow: bool = False
+
+    def tile_plan(self, config: HWConfig) -> TilePlan:
+        if isinstance(self.layer, DepthwiseConv2D):
+            conv = Conv2D(
+                self.layer.name, h=self.layer.h, w=self.layer.w, cin=1, cout=1, k=self.layer.k,
+                stride=self.layer.stride, pad=self.layer.pad, batch=self.layer.batch,
+            )  # fmt: skip
+            base = default_plan(config, conv)
+        else:
+            base = default_plan(config, self.layer)
+        plan = dataclasses.replace(base, **self.plan)
+        probe = self.layer if not isinstance(self.layer, DepthwiseConv2D) else conv
+        plan.validate(config, probe)
+        return plan
+
+
+def _conv(name: str, h: int, w: int, cin: int, cout: int, k: int, s: int = 1, **kw) -> Conv2D:
+    return Conv2D(name, h=h, w=w, cin=cin, cout=cout, k=k, stride=s, pad=kw.pop("pad", k // 2),
+                  **kw)  # fmt: skip
+
+
+#: Validation cases per config: conv 1x1/3x3/5x5, stride 1/2, awkward channel counts, dense,
+#: ws and os, single buffering, streamed weights, n_outer, depthwise on the array.
+CASES: dict[str, list[Case]] = {
+    "tiny": [
+        Case(_conv("t_c3", 8, 8, 5, 6, 3)),
+        Case(_conv("t_c5s2", 12, 12, 7, 9, 5, 2)),
+        Case(_conv("t_c1_os", 10, 10, 9, 10, 1), {"dataflow": "os"}),
+        Case(Dense("t_dense", m=40, k=20, n=10)),
+        Case(_conv("t_c3_single", 12, 12, 8, 8, 3), {"double_buffer": False}),
+        Case(_conv("t_c3_stream", 10, 10, 6, 11, 3), {"resident_weights": False, "oh_t": 4}),
+        Case(
+            _conv("t_c3_nouter", 10, 10, 6, 11, 3),
+            {"resident_weights": False, "n_outer": True, "oh_t": 4},
+        ),
+        Case(_conv("t_c3_os", 9, 9, 5, 7, 3, 2), {"dataflow": "os"}),
+        Case(DepthwiseConv2D("t_dw", h=10, w=10, c=6, k=3, pad=1)),
+    ],
+    "default": [
+        Case(_conv("d_c3", 28, 28, 32, 64, 3), slow=True),
+        Case(_conv("d_c1", 28, 28, 64, 48, 1)),
+        Case(_conv("d_c3s2_os", 30, 30, 24, 40, 3, 2), {"dataflow": "os"}, slow=True),
+        Case(Dense("d_dense", m=64, k=200, n=100)),
+        Case(_conv("d_c5_single", 16, 16, 20, 30, 5), {"double_buffer": False}),
+        Case(
+            _conv("d_c3_nouter", 20, 20, 48, 96, 3),
+            {"resident_weights": False, "n_outer": True},
+            slow=True,
+        ),
+        Case(_conv("d_c3_stream", 14, 14, 40, 80, 3), {"resident_weights": False}),
+        Case(DepthwiseConv2D("d_dw", h=14, w=14, c=8, k=3, pad=1)),
+    ],
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the validation table."""
+
+    config: str
+    layer: str
+    plan: str
+    rtl: int
+    model: LayerCost
+
+    @property
+    def error(self) -> float:
+        """Relative error of the model's total, ``(model - rtl) / rtl``."""
+        return (self.model.cycles - self.rtl) / self.rtl
+
+    def line(self) -> str:
+        terms = ", ".join(f"{k} {v}" for k, v in self.model.terms.items() if v)
+        return (
+            f"| {self.config} | {self.layer} | {self.plan} | {self.rtl} | {self.model.cycles} | "
+            f"{100 * self.error:+.1f}% | {terms} |"
+        )
+
+
+def _plan_text(plan: TilePlan) -> str:
+    bits = [plan.tile, plan.dataflow]
+    if not plan.double_buffer:
+        bits.append("single")
+    if not plan.resident_weights:
+        bits.append("streamed" + (" n_outer" if plan.n_outer else ""))
+    return " ".join(bits)
+
+
+def validate(
+    name: str, *, slow: bool = True, latency: int = 20, bandwidth: int = 16, sim="verilator"
+) -> list[Row]:
+    """Run the cases of config ``name`` on the RTL (one process) and the model; one row each."""
+    cfg = load_config(name)
+    cases = [c for c in CASES[name] if slow or not c.slow]
+    jobs, plans = [], []
+    for i, case in enumerate(cases):
+        plan = case.tile_plan(cfg)
+        t = random_layer_data(case.layer, np.random.default_rng(100 + i))
+        if isinstance(case.layer, DepthwiseConv2D):
+            low = lower_depthwise_naive(cfg, case.layer, t, plan)
+        else:
+            low = lower(cfg, case.layer, t, plan)
+        jobs.append(CoreJob.from_lowered(low, latency=latency, bandwidth=bandwidth))
+        plans.append(plan)
+    results = run_programs(cfg, jobs, sim=sim, name=f"cost-{name}-{int(slow)}")
+    rows = []
+    for case, plan, res in zip(cases, plans, results, strict=True):
+        if res.status != "done":
+            raise RuntimeError(f"{case.layer.name}: {res.error}")
+        model = layer_cost(cfg, case.layer, plan, bandwidth=bandwidth, latency=latency)
+        rows.append(Row(name, case.layer.name, _plan_text(plan), res.cycles, model))
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default="tiny,default")
+    ap.add_argument("--fast", action="store_true", help="skip the slow (large) cases")
+    args = ap.parse_args()
+    print("| config | layer | plan | RTL | model | error | model terms |")
+    print("|---|---|---|---|---|---|---|")
+    for name in args.config.split(","):
+        for row in validate(name, slow=not args.fast):
+            print(row.line(), flush=True)
+
+
+if __name__ == "__main__":
+    main()
