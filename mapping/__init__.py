@@ -1,4 +1,4 @@
-"""Workloads, the analytical cost model, and (later) mapping and design-space exploration."""
+"""Workloads, the analytical cost model, the mapper and its reports."""
 
 from .cost import (
     ArrayTile,
@@ -16,6 +16,15 @@ from .layer_cost import (
     array_layer_cycles,
     depthwise_array_cycles,
     layer_cost,
+)
+from .mapper import (
+    LayerMapping,
+    NetworkMapping,
+    Override,
+    map_layer,
+    map_network,
+    naive_plan,
+    parse_override,
 )
 from .workloads import (
     Concat,
@@ -48,10 +57,13 @@ __all__ = [
     "EnergyTable",
     "Flatten",
     "LayerCost",
+    "LayerMapping",
     "Network",
     "NetworkBuilder",
+    "NetworkMapping",
     "Node",
     "NodeStats",
+    "Override",
     "Reshape",
     "TileCycles",
     "Totals",
@@ -66,8 +78,12 @@ __all__ = [
     "googlenet",
     "layer_cost",
     "load_energy_table",
+    "map_layer",
+    "map_network",
     "mobilenet_v2",
     "mobilenet_v2_depthwise",
+    "naive_plan",
+    "parse_override",
     "resnet50",
     "vector_command_cycles",
     "vector_layer_cycles",

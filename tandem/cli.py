@@ -87,6 +87,107 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     return 0 if report.bit_exact else 1
 
 
+def _load_network(args: argparse.Namespace):
+    """The network named by --network, --onnx or --csv (with --input-size / --batch)."""
+    from pathlib import Path
+
+    if args.network:
+        from mapping.zoo import get_network
+
+        kwargs = {"input_size": args.input_size} if args.input_size else {}
+        return get_network(args.network, **kwargs)
+    if args.input_size:
+        raise ValueError("--input-size applies to --network (the zoo); an ONNX or CSV file "
+                         "fixes its own input size")  # fmt: skip
+    path = Path(args.onnx or args.csv)
+    if not path.is_file():
+        raise FileNotFoundError(f"{'--onnx' if args.onnx else '--csv'} {path}: no such file")
+    if args.onnx:
+        from mapping.onnx_import import load_onnx
+
+        return load_onnx(path)
+    from mapping.scalesim import load_csv
+
+    return load_csv(path)
+
+
+def _mapping(args: argparse.Namespace, cfg, network, naive: bool):
+    from mapping.mapper import map_network
+
+    return map_network(
+        cfg,
+        network,
+        objective=args.objective,
+        naive=naive,
+        overrides=args.override or None,
+        bandwidth=args.dram_bw,
+        progress=not getattr(args, "json", False) and sys.stderr.isatty(),
+    )
+
+
+def _cmd_map(args: argparse.Namespace) -> int:
+    import json
+
+    from rtl.config import load_config
+
+    cfg = load_config(args.config)
+    network = _load_network(args)
+    result = _mapping(args, cfg, network, args.naive)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+    print(f"network {network.name}: {len(network)} nodes, {network.macs:,} MACs; "
+          f"config {cfg.name} ({cfg.rows}x{cfg.cols} array, {cfg.vector_lanes} vector lanes), "
+          f"DRAM {args.dram_bw} B/cycle")  # fmt: skip
+    print(result.table())
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from mapping.report import write_report
+    from rtl.config import load_config
+
+    cfg = load_config(args.config)
+    network = _load_network(args)
+    mapped = _mapping(args, cfg, network, False)
+    naive = _mapping(args, cfg, network, True)
+    paths = write_report(mapped, naive, args.out)
+    print(f"{network.name} on {cfg.name}: mapped {mapped.cycles:,} cycles, naive "
+          f"{naive.cycles:,} ({naive.cycles / max(mapped.cycles, 1):.2f}x)")  # fmt: skip
+    for kind, path in paths.items():
+        print(f"  {kind:8s} {path}")
+    return 0
+
+
+def _add_network_source(p: argparse.ArgumentParser) -> None:
+    from mapping.zoo import NETWORKS
+
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--network", metavar="NAME", choices=sorted(NETWORKS),
+                     help=f"a network of the zoo: {', '.join(sorted(NETWORKS))}")  # fmt: skip
+    src.add_argument("--onnx", metavar="FILE", help="an ONNX model file")
+    src.add_argument("--csv", metavar="FILE", help="a SCALE-Sim topology CSV file")
+    p.add_argument("--input-size", type=int, metavar="N",
+                   help="input height and width for --network (default: the network's own, "
+                   "224 for the ImageNet networks)")  # fmt: skip
+
+
+def _add_mapping_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--objective", choices=["cycles", "energy", "edp"], default="cycles",
+                   help="what the mapper minimizes per layer (default cycles)")  # fmt: skip
+    p.add_argument("--override", action="append", metavar="KEY=VALUE",
+                   help="restrict a layer (by name) or a kind (conv, depthwise, ...): values "
+                   "array|vector, ws|os, OHxOW, single|double; e.g. --override depthwise=array "
+                   "--override conv_3=os,8x56 (repeatable)")  # fmt: skip
+    p.add_argument(
+        "--dram-bw",
+        type=int,
+        default=16,
+        metavar="BYTES",
+        help="DRAM bandwidth in bytes per cycle the model assumes (default 16)",
+    )
+
+
 def _add_config(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--config",
@@ -120,6 +221,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="core: the whole accelerator (default); array: the systolic array alone",
     )
     p.set_defaults(func=_cmd_verilog)
+
+    p = sub.add_parser(
+        "map",
+        help="map a network onto a configuration and predict its cycles, bytes and energy",
+        description="Choose, for every layer, the engine (array or vector unit), dataflow, tile, "
+        "loop order and buffering that minimize the analytical cost model's objective under the "
+        "configuration's capacities, and print the per-layer table (name, kind, engine, output "
+        "shape, MACs, DRAM bytes, plan, predicted cycles, utilization) and the network totals. "
+        "Plans read: 'ws 9x56 db res' = weight-stationary, 9x56 output tiles, double-buffered, "
+        "weights resident (n-in / n-out: weights streamed, n-tiles inside / outside the "
+        "spatial tiles; sb = single-buffered).",
+    )
+    _add_config(p)
+    _add_network_source(p)
+    _add_mapping_options(p)
+    p.add_argument("--naive", action="store_true",
+                   help="the baseline instead: every layer with MACs on the array (depthwise one "
+                   "channel at a time), largest single-buffered tile, no overlap")  # fmt: skip
+    p.add_argument("--json", action="store_true", help="print the same data as JSON")
+    p.set_defaults(func=_cmd_map)
+
+    p = sub.add_parser(
+        "report",
+        help="write a per-layer Markdown table and PNG plot of a mapped network vs the naive plan",
+        description="Map the network (as tandem map) and with the naive baseline, and write "
+        "OUT/<network>-<config>.md (per-layer table, totals, speedup) and OUT/<network>-<config>"
+        ".png (per-layer cycles by engine against the baseline; utilization).",
+    )
+    _add_config(p)
+    _add_network_source(p)
+    _add_mapping_options(p)
+    p.add_argument("--out", default="build/reports", metavar="DIR",
+                   help="output directory (default build/reports)")  # fmt: skip
+    p.set_defaults(func=_cmd_report)
 
     from kernels.layers import LAYER_SPEC_HELP
 
