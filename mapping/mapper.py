@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 from kernels.layers import Add, Conv2D, Dense, DepthwiseConv2D, Pool2D
 from kernels.lower import TilePlan, _Geometry
-from kernels.lower_vector import VectorGeometry, VectorPlan
+from kernels.lower_vector import VectorGeometry, VectorPlan, _largest
 from rtl.config import HWConfig
 
 from .layer_cost import LayerCost, layer_cost
@@ -154,18 +154,6 @@ def _splits(size: int, most: int) -> list[int]:
         if t not in out:
             out.append(t)
     return out
-
-
-def _largest(lo_ok: int, hi: int, ok) -> int:
-    """Largest v in lo_ok..hi with ok(v), knowing ok(lo_ok) and ok monotone decreasing."""
-    lo = lo_ok
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if ok(mid):
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
 
 
 def _tiles(out_h: int, out_w: int, fits) -> Iterator[tuple[int, int]]:
