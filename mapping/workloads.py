@@ -8,7 +8,9 @@ input); a residual add reads two nodes, a concat two or more. Operations are
   `DepthwiseConv2D`, `Add` and `Pool2D` on the vector unit;
 * shape-only operations defined here, which carry no MACs and move no data: `Concat` (along
   channels; the producers write into channel slices of one buffer), `Flatten` and `Reshape`
-  (views of a C-contiguous tensor).
+  (views of a C-contiguous tensor), and `Source`, a tensor of a given shape that a layer reads
+  from memory when the graph does not say who produced it (the layer lists of a SCALE-Sim
+  topology, `mapping.scalesim`).
 
 `conv2d` turns a convolution with ``groups`` into the layer kind that runs it (``groups=1``: a
 `Conv2D`; ``groups == cin == cout``: a `DepthwiseConv2D`); other grouped convolutions are not
@@ -54,6 +56,7 @@ __all__ = [
     "Node",
     "NodeStats",
     "Reshape",
+    "Source",
     "Totals",
     "conv2d",
 ]
@@ -115,10 +118,40 @@ class Reshape:
         object.__setattr__(self, "shape", shape)
 
 
-SHAPE_OPS = (Concat, Flatten, Reshape)
+@dataclass(frozen=True)
+class Source:
+    """A tensor of ``shape`` read from memory, produced outside the graph (no MACs, no bytes).
+
+    Layer lists that do not say where each layer's input comes from (SCALE-Sim topologies,
+    `mapping.scalesim.load_csv`) give such a layer a `Source` of its input shape. The node reads
+    `INPUT` for its place in the graph, whatever the input's shape; the layer reading it counts
+    the input bytes.
+
+    Parameters
+    ----------
+    name : str
+        Label used in errors and reports.
+    shape : tuple of int
+        The tensor's shape, batch included.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        _check_name(self.name)
+        shape = tuple(self.shape)
+        if not shape or any(not isinstance(d, int) or isinstance(d, bool) or d < 1 for d in shape):
+            raise ValueError(
+                f"node {self.name!r}: shape must be positive integers, not {self.shape!r}"
+            )
+        object.__setattr__(self, "shape", shape)
+
+
+SHAPE_OPS = (Concat, Flatten, Reshape, Source)
 ARRAY_LAYERS = (Conv2D, Dense)
 VECTOR_OPS = (DepthwiseConv2D, Add, Pool2D)
-Op = Conv2D | Dense | DepthwiseConv2D | Add | Pool2D | Concat | Flatten | Reshape
+Op = Conv2D | Dense | DepthwiseConv2D | Add | Pool2D | Concat | Flatten | Reshape | Source
 
 _KIND = {
     Conv2D: "conv",
@@ -128,6 +161,7 @@ _KIND = {
     Concat: "concat",
     Flatten: "flatten",
     Reshape: "reshape",
+    Source: "source",
 }
 
 
@@ -180,7 +214,7 @@ class Node:
 
     Parameters
     ----------
-    op : Conv2D, Dense, DepthwiseConv2D, Add, Pool2D, Concat, Flatten or Reshape
+    op : Conv2D, Dense, DepthwiseConv2D, Add, Pool2D, Concat, Flatten, Reshape or Source
         The operation; its ``name`` is the node's name.
     inputs : tuple of str
         Producers, in operand order: `INPUT` (``"input"``) or earlier nodes. `Add` reads two,
@@ -194,7 +228,7 @@ class Node:
         if not isinstance(self.op, (*ARRAY_LAYERS, *VECTOR_OPS, *SHAPE_OPS)):
             raise TypeError(
                 "node op must be a Conv2D, Dense, DepthwiseConv2D, Add, Pool2D, Concat, "
-                f"Flatten or Reshape, not {type(self.op).__name__}"
+                f"Flatten, Reshape or Source, not {type(self.op).__name__}"
             )
         inputs = (self.inputs,) if isinstance(self.inputs, str) else tuple(self.inputs)
         object.__setattr__(self, "inputs", inputs)
@@ -212,7 +246,7 @@ class Node:
     @property
     def kind(self) -> str:
         """``conv``, ``dense``, ``depthwise``, ``add``, ``maxpool``, ``avgpool``, ``concat``,
-        ``flatten`` or ``reshape``."""
+        ``flatten``, ``reshape`` or ``source``."""
         return _kind(self.op)
 
     @property
@@ -310,6 +344,8 @@ def _output_shape(node: Node, shapes: list[Shape]) -> Shape:
         return (*first[:3], sum(s[3] for s in shapes))
     if isinstance(op, Flatten):
         return (shapes[0][0], math.prod(shapes[0][1:]))
+    if isinstance(op, Source):
+        return op.shape
     if isinstance(op, Reshape):
         size = math.prod(shapes[0])
         known = math.prod(d for d in op.shape if d != -1)
@@ -594,6 +630,10 @@ class NetworkBuilder:
 
     def reshape(self, name: str, src: str, shape: tuple[int, ...]) -> str:
         return self.node(Reshape(name, shape), src)
+
+    def source(self, name: str, shape: tuple[int, ...]) -> str:
+        """A tensor of ``shape`` produced outside the graph (`Source`)."""
+        return self.node(Source(name, shape), INPUT)
 
     def build(self) -> Network:
         return Network(self.name, self.input_shape, tuple(self.nodes))
