@@ -26,6 +26,8 @@ from .mapper import (
     naive_plan,
     parse_override,
 )
+from .onnx_import import load_onnx
+from .scalesim import load_csv, write_csv
 from .workloads import (
     Concat,
     Flatten,
@@ -34,6 +36,7 @@ from .workloads import (
     Node,
     NodeStats,
     Reshape,
+    Source,
     Totals,
     conv2d,
 )
@@ -65,6 +68,7 @@ __all__ = [
     "NodeStats",
     "Override",
     "Reshape",
+    "Source",
     "TileCycles",
     "Totals",
     "VectorLayerCycles",
@@ -77,7 +81,9 @@ __all__ = [
     "get_network",
     "googlenet",
     "layer_cost",
+    "load_csv",
     "load_energy_table",
+    "load_onnx",
     "map_layer",
     "map_network",
     "mobilenet_v2",
@@ -88,4 +94,5 @@ __all__ = [
     "vector_command_cycles",
     "vector_layer_cycles",
     "vgg16",
+    "write_csv",
 ]

@@ -383,7 +383,7 @@ class _Importer:
             )
         if a.get("transA", 0):
             raise _Unsupported("transA=1; Tandem's dense layer reads its input as (m, k)")
-        xs, ws, ys = self.shape(x), self.shape(w), self.shape(out)
+        xs, ws = self.shape(x), self.shape(w)
         if len(ws) != 2 or len(xs) < 2:
             raise _Unsupported(
                 f"a product of shapes {list(xs)} and {list(ws)}; Tandem's dense layer "
@@ -397,7 +397,7 @@ class _Importer:
             return
         flat = self.add(Reshape(self.unique(node, ".in"), (m, k)), (x,), out)
         y = self.put(Dense(name, m=m, k=k, n=n), (flat,), out)
-        self.put(Reshape(self.unique(node, ".out"), ys), (y,), out)
+        self.put(Reshape(self.unique(node, ".out"), (*xs[:-1], n)), (y,), out)
 
     def elementwise(self, node: onnx.NodeProto) -> None:
         t, out = node.op_type, node.output[0]
@@ -679,7 +679,7 @@ def load_onnx(
         default_name = model.graph.name or "onnx"
     else:
         path = Path(path_or_modelproto)
-        label, default_name = path.name, path.stem
+        label, default_name = str(path), path.stem
         if not path.is_file():
             raise FileNotFoundError(f"ONNX model {str(path)!r} does not exist")
         try:
