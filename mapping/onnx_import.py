@@ -118,11 +118,12 @@ class _Importer:
         self.shapes: dict[str, tuple[int, ...] | None] = {}
         for vi in (*graph.input, *graph.value_info, *graph.output):
             self.shapes[vi.name] = self._vi_shape(vi)
-        self.values: dict[str, np.ndarray | None] = {}  # constants (value when known)
+        # Constants, with their value where it is small (Clip bounds); weights stay unread.
+        self.values: dict[str, np.ndarray | None] = {}
         for init in graph.initializer:
             self.shapes[init.name] = tuple(init.dims)
-            data = init.data_location != onnx.TensorProto.EXTERNAL
-            self.values[init.name] = numpy_helper.to_array(init) if data else None
+            small = init.data_location != onnx.TensorProto.EXTERNAL and math.prod(init.dims) <= 16
+            self.values[init.name] = numpy_helper.to_array(init) if small else None
         self.uses: dict[str, int] = {}
         for node in graph.node:
             for t in node.input:

@@ -14,6 +14,7 @@ from mapping.workloads import (
     NetworkBuilder,
     Node,
     Reshape,
+    Source,
     Totals,
     conv2d,
 )
@@ -283,3 +284,16 @@ def test_topological_order_and_names():
         Network("n", (1, 0, 8, 3), (Node(a),))
     with pytest.raises(ValueError, match="network 'n' has no nodes"):
         Network("n", (1, 8, 8, 3), ())
+
+
+def test_source_is_a_tensor_from_memory():
+    b = NetworkBuilder("s", (1, 4))
+    x = b.source("ifmap", (1, 8, 8, 3))
+    b.conv("conv", x, 4, 3)
+    net = b.build()
+    src, conv = net.stats
+    assert (src.kind, src.engine, src.output_shape) == ("source", "none", (1, 8, 8, 3))
+    assert src.totals == Totals()
+    assert conv.input_bytes == 8 * 8 * 3
+    with pytest.raises(ValueError, match=r"node 'x': shape must be positive integers"):
+        Source("x", (1, 0))
