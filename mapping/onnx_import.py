@@ -75,6 +75,8 @@ SUPPORTED_OPS = (
     "GlobalMaxPool",
     "Concat",
     *_VIEWS,
+    "Pad",
+    "Transpose",
     *_NO_OPS,
     "Constant",
     "ConstantOfShape",
@@ -136,6 +138,13 @@ class _Importer:
         self.names: set[str] = {INPUT}
         self.problems: list[str] = []
         self.checking = False  # downstream of an unsupported node: check, do not build
+        self.consumers: dict[str, list[onnx.NodeProto]] = {}
+        for node in graph.node:
+            for t in node.input:
+                self.consumers.setdefault(t, []).append(node)
+        self.padded: dict[str, list[int]] = {}  # Pad output -> (top, left, bottom, right)
+        self.sources: dict[str, str] = {}  # Pad output -> Pad input
+        self.input_nhwc = False  # the input is NHWC, transposed to NCHW by its one reader
 
     # ------------------------------------------------------------------ tensors
     @staticmethod
@@ -246,9 +255,16 @@ class _Importer:
 
     # ------------------------------------------------------------------ node handlers
     def window(
-        self, node: onnx.NodeProto, a: dict, kernel: tuple[int, int], x: tuple[int, ...]
+        self,
+        node: onnx.NodeProto,
+        a: dict,
+        kernel: tuple[int, int],
+        x: tuple[int, ...],
+        extra: list[int] | None = None,
     ) -> tuple[int, list[int], list[str], str]:
-        """(stride, pads, reasons, what a size mismatch means) of a conv or pool window."""
+        """(stride, pads, reasons, what a size mismatch means) of a conv or pool window.
+
+        ``extra`` are the (top, left, bottom, right) pads of a ``Pad`` node before it."""
         reasons = []
         strides = list(a.get("strides", [1, 1]))
         if len(set(strides)) != 1:
@@ -269,6 +285,8 @@ class _Importer:
             pads = [0] * 4
         else:
             pads = list(a.get("pads", [0, 0, 0, 0]))
+        if extra:
+            pads = [p + e for p, e in zip(pads, extra, strict=True)]
         if pads[0] != pads[1]:
             reasons.append(
                 f"pads {_fmt(pads)} differ between height and width; Tandem pads all sides alike"
@@ -293,7 +311,9 @@ class _Importer:
             raise _Unsupported(f"a {len(xs) - 2}-D convolution; Tandem convolutions are 2-D")
         a = _attrs(node)
         kernel = tuple(a.get("kernel_shape", ws[2:]))
-        stride, pads, reasons, why = self.window(node, a, kernel, xs)
+        stride, pads, reasons, why = self.window(node, a, kernel, xs, self.padded.get(x))
+        if x in self.padded:  # the layer reads the tensor before the Pad node
+            xs = self.shape(self.sources[x])
         pad = pads[0]
         if kernel[0] != kernel[1]:
             reasons.append(f"kernel_shape {_fmt(kernel)}; Tandem convolutions are square")
@@ -507,6 +527,58 @@ class _Importer:
             )
         self.add(Reshape(self.unique(node), self.nhwc(ys)), (x,), out)
 
+    def pad(self, node: onnx.NodeProto) -> None:
+        """A zero ``Pad`` of the spatial axes, folded into the convolutions that read it."""
+        x, out = node.input[0], node.output[0]
+        a = _attrs(node)
+        xs = self.shape(x)
+        mode = a.get("mode", "constant")
+        if "pads" in a:  # before opset 11
+            pads, value = list(a["pads"]), a.get("value", 0.0)
+        else:
+            pads = self.value(node.input[1]) if len(node.input) > 1 else None
+            value = 0.0
+            if len(node.input) > 2 and node.input[2]:
+                value = self.value(node.input[2])
+                value = None if value is None else float(np.asarray(value).reshape(-1)[0])
+            if pads is not None and len(node.input) > 3 and node.input[3]:
+                axes = self.value(node.input[3])
+                if axes is None:
+                    raise _Unsupported("its axes are not a constant")
+                full = [0] * (2 * len(xs))
+                for i, ax in enumerate(int(v) % len(xs) for v in np.asarray(axes).reshape(-1)):
+                    full[ax], full[len(xs) + ax] = int(pads[i]), int(pads[len(pads) // 2 + i])
+                pads = full
+        if pads is None or value is None:
+            raise _Unsupported("its pads or value are not constants")
+        pads = [int(p) for p in np.asarray(pads).reshape(-1)]
+        reasons = []
+        if mode != "constant" or value != 0:
+            reasons.append(f"mode {mode} with value {value:g}; Tandem pads with zeros")
+        if len(xs) != 4 or any(pads[i] for i in (0, 1, 4, 5)):
+            reasons.append(f"pads {pads} pad other axes than height and width")
+        readers = self.consumers.get(out, [])
+        if not readers or any(
+            r.op_type not in ("Conv", "QLinearConv") or r.input[0] != out for r in readers
+        ):
+            reasons.append("it feeds other nodes than convolutions, which alone pad in Tandem")
+        if reasons:
+            raise _Unsupported("; ".join(reasons))
+        self.padded[out] = [pads[2], pads[3], pads[6], pads[7]]
+        self.sources[out] = x
+        self.alias(x, out)
+
+    def transpose(self, node: onnx.NodeProto) -> None:
+        x, out = node.input[0], node.output[0]
+        perm = list(_attrs(node).get("perm", []))
+        if x == self.input and perm == [0, 3, 1, 2] and self.uses.get(x) == 1:
+            self.input_nhwc = True  # an NHWC input made NCHW: Tandem reads it as it is
+            self.alias(x, out)
+            return
+        raise _Unsupported(
+            f"perm {perm}; Tandem transposes nothing but an NHWC network input to NCHW"
+        )
+
     def handle(self, node: onnx.NodeProto) -> None:
         t = node.op_type
         if t in ("Conv", "QLinearConv"):
@@ -529,6 +601,10 @@ class _Importer:
             self.concat(node)
         elif t in _VIEWS:
             self.view(node)
+        elif t == "Pad":
+            self.pad(node)
+        elif t == "Transpose":
+            self.transpose(node)
         elif t in _NO_OPS:
             if t == "Dropout" and len(node.output) > 1 and self.uses.get(node.output[1], 0):
                 raise _Unsupported("its mask output is used")
@@ -547,11 +623,11 @@ class _Importer:
                 f"model {self.label!r}: Tandem networks read one input tensor, this model has "
                 f"{len(data)} ({names})"
             )
-        x = data[0].name
-        input_shape = self.nhwc(self.shapes[x])
+        x = self.input = data[0].name
         self.src[x] = INPUT
         for node in graph.node:
             self.visit(node)
+        input_shape = self.shapes[x] if self.input_nhwc else self.nhwc(self.shapes[x])
         if self.problems:
             n = len(self.problems)
             raise ValueError(
@@ -616,8 +692,12 @@ def _fix_input(
             )
         want = {0: ("batch", batch, 1)}
         if len(dims) == 4:
-            want[2] = ("input_size", None if size is None else size[0], None)
-            want[3] = ("input_size", None if size is None else size[1], None)
+            readers = [n for n in model.graph.node if vi.name in n.input]
+            nhwc = len(readers) == 1 and readers[0].op_type == "Transpose"
+            nhwc = nhwc and list(_attrs(readers[0]).get("perm", [])) == [0, 3, 1, 2]
+            hw = (1, 2) if nhwc else (2, 3)
+            for axis, i in zip(hw, (0, 1), strict=True):
+                want[axis] = ("input_size", None if size is None else size[i], None)
         for i, d in enumerate(dims):
             what, given, default = want.get(i, (None, None, None))
             if d.HasField("dim_value") and d.dim_value > 0:

@@ -13,6 +13,7 @@ from onnx import TensorProto, helper, numpy_helper, version_converter
 
 from kernels.layers import Conv2D, Dense, DepthwiseConv2D, Pool2D
 from mapping import load_onnx
+from mapping.workloads import Node
 from mapping.zoo import googlenet, resnet50
 
 # The onnx wheel ships the ONNX model zoo's classic networks with their weights replaced by
@@ -150,7 +151,8 @@ def test_shufflenet_lists_grouped_convs_shuffles_and_pools():
     msg = str(err.value)
     names = unsupported(msg)
     assert f"{len(names)} unsupported nodes" in msg
-    assert "'n8' (Transpose)" in msg  # the channel shuffle: Reshape, Transpose, Reshape
+    # The channel shuffle: Reshape, Transpose, Reshape.
+    assert "'n8' (Transpose: perm [0, 2, 1, 3, 4]; Tandem transposes nothing but" in msg
     assert "'n7' (Reshape: views the NCHW tensor [1, 112, 56, 56] as [1, 4, 28, 56, 56]" in msg
     assert "'n4' (Conv: group=4 with 24 input and 112 output channels" in msg
     assert "'n14' (AveragePool: count_include_pad=0 with pads [1, 1, 1, 1]" in msg
@@ -352,7 +354,8 @@ def test_matmul_over_tokens_reshapes_around_a_dense():
     assert net.output_shape == (1, 5, 8)
     act = helper.make_node("MatMul", ["x", "x2"], ["y"], name="qk")
     tr = helper.make_node("Transpose", ["x"], ["x2"], name="t", perm=[0, 2, 1])
-    with pytest.raises(ValueError, match=r"'t' \(Transpose\), 'qk' \(MatMul: multiplies two"):
+    two = r"'t' \(Transpose: perm \[0, 2, 1\].*\), 'qk' \(MatMul: multiplies two"
+    with pytest.raises(ValueError, match=two):
         load_onnx(model([tr, act], (1, 5, 16)))
 
 
@@ -429,3 +432,34 @@ def test_files_that_are_missing_or_not_onnx(tmp_path):
     )
     with pytest.raises(ValueError, match=r"one input tensor, this model has 2 \('a', 'b'\)"):
         load_onnx(helper.make_model(two))
+
+
+def test_pad_nodes_fold_into_the_convolutions_that_read_them():
+    # TensorFlow exports pad explicitly: Pad (opset 11+: pads as an input) then a VALID conv.
+    pads = numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], dtype=np.int64), "pads")
+    pad = helper.make_node("Pad", ["x", "pads"], ["p"], name="pad")
+    c, w = conv("p", "y", 3, 8, 3, strides=[2, 2])
+    net = load_onnx(model([pad, c], (1, 3, 8, 8), [pads, w]))
+    assert net.nodes == (Node(Conv2D("y", h=8, w=8, cin=3, cout=8, k=3, stride=2, pad=1)),)
+    # Keras' ZeroPadding2D(((0, 1), (0, 1))) before a stride-2 3x3 over 8x8: the extra row is
+    # read, so no symmetric padding gives the same windows.
+    tf = numpy_helper.from_array(np.array([0, 0, 0, 0, 0, 0, 1, 1], dtype=np.int64), "pads")
+    with pytest.raises(ValueError, match=r"'y' \(Conv: pads \[0, 0, 1, 1\] are asymmetric"):
+        load_onnx(model([pad, c], (1, 3, 8, 8), [tf, w]))
+    reflect = helper.make_node("Pad", ["x", "pads"], ["p"], name="pad", mode="reflect")
+    with pytest.raises(ValueError, match=r"'pad' \(Pad: mode reflect with value 0; Tandem pads"):
+        load_onnx(model([reflect, c], (1, 3, 8, 8), [pads, w]))
+    pool = helper.make_node("MaxPool", ["p"], ["y"], name="pool", kernel_shape=[3, 3])
+    with pytest.raises(ValueError, match=r"'pad' \(Pad: it feeds other nodes than convolutions"):
+        load_onnx(model([pad, pool], (1, 3, 8, 8), [pads]))
+
+
+def test_an_nhwc_input_transposed_to_nchw_is_read_as_it_is():
+    # tf2onnx: the NHWC input goes through Transpose(perm=[0, 3, 1, 2]) to the NCHW graph.
+    tr = helper.make_node("Transpose", ["x"], ["t"], name="to_nchw", perm=[0, 3, 1, 2])
+    c, w = conv("t", "y", 3, 8, 3)
+    net = load_onnx(model([tr, c], (1, 10, 12, 3), [w]))
+    assert net.input_shape == (1, 10, 12, 3)
+    assert net.nodes == (Node(Conv2D("y", h=10, w=12, cin=3, cout=8, k=3)),)
+    free = model([tr, c], None, [w], x_dims=["N", "H", "W", 3])
+    assert load_onnx(free, input_size=(10, 12)).input_shape == (1, 10, 12, 3)
