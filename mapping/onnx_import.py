@@ -351,32 +351,42 @@ class _Importer:
         include_pad = a.get("count_include_pad", 0)
         # A single window from the top-left corner that covers the map is a global pool
         # (for an average, when the padding it covers does not count).
-        if (
+        one_window = (
             ys[2:] == (1, 1)
             and pads[:2] == [0, 0]
             and kh >= h
             and kw >= w
+            and all(d == 1 for d in a.get("dilations", [1, 1]))
             and (kind == "max" or not include_pad or (kh, kw) == (h, w))
-        ):
-            self.global_pool(node, kind)
-            return
+        )
         if kind == "avg" and pad and not include_pad:
             reasons.append(
                 f"count_include_pad=0 with pads {_fmt(pads)}: border windows average fewer taps; "
                 f"Tandem divides every window by {kh}x{kw}"
             )
-        if reasons:
-            raise _Unsupported("; ".join(reasons))
-        try:
-            op = Pool2D(
-                self.unique(node), h=h, w=w, c=c, k=kh, kw=kw, stride=stride, pad=pad, kind=kind
-            )
-            op = dataclasses.replace(op, batch=n)
-        except ValueError as exc:
-            raise _Unsupported(str(exc)) from None
-        if op.output_shape != self.nhwc(ys):
-            raise _Unsupported(why)
-        self.add(op, (x,), out)
+        op = None
+        if not reasons:
+            try:
+                op = Pool2D(
+                    "pool",  # named below, once it fits
+                    h=h,
+                    w=w,
+                    c=c,
+                    k=kh,
+                    kw=kw,
+                    stride=stride,
+                    pad=pad,
+                    kind=kind,
+                    batch=n,
+                )
+            except ValueError as exc:
+                reasons.append(str(exc).removeprefix("layer 'pool': "))
+        if op is not None and op.output_shape == self.nhwc(ys):
+            self.add(dataclasses.replace(op, name=self.unique(node)), (x,), out)
+        elif one_window:
+            self.global_pool(node, kind)
+        else:
+            raise _Unsupported("; ".join(reasons) or why)
 
     def global_pool(self, node: onnx.NodeProto, kind: str) -> None:
         x, out = node.input[0], node.output[0]

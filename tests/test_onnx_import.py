@@ -14,7 +14,7 @@ from onnx import TensorProto, helper, numpy_helper, version_converter
 from kernels.layers import Conv2D, Dense, DepthwiseConv2D, Pool2D
 from mapping import load_onnx
 from mapping.workloads import Node
-from mapping.zoo import googlenet, resnet50
+from mapping.zoo import NETWORKS, get_network, googlenet, resnet50
 
 # The onnx wheel ships the ONNX model zoo's classic networks with their weights replaced by
 # ConstantOfShape nodes ("light" models: the real graphs, every attribute and shape kept), and
@@ -463,3 +463,88 @@ def test_an_nhwc_input_transposed_to_nchw_is_read_as_it_is():
     assert net.nodes == (Node(Conv2D("y", h=10, w=12, cin=3, cout=8, k=3)),)
     free = model([tr, c], None, [w], x_dims=["N", "H", "W", 3])
     assert load_onnx(free, input_size=(10, 12)).input_shape == (1, 10, 12, 3)
+
+
+def to_onnx(net) -> onnx.ModelProto:
+    """``net`` written as the NCHW ONNX graph a PyTorch export would give (opset 13): weights
+    as ConstantOfShape nodes like the onnx package's light models, BN already folded, ReLU6
+    as Clip with Constant bounds."""
+    nodes, inits = [], []
+
+    def const(name, shape):
+        inits.append(numpy_helper.from_array(np.array(shape, dtype=np.int64), f"{name}.shape"))
+        nodes.append(helper.make_node("ConstantOfShape", [f"{name}.shape"], [name]))
+        return name
+
+    def act(name, kind):
+        if kind == "relu":
+            nodes.append(helper.make_node("Relu", [f"{name}.pre"], [name], name=f"{name}.relu"))
+        elif kind == "relu6":
+            for tag, value in (("lo", 0.0), ("hi", 6.0)):
+                tensor = numpy_helper.from_array(np.array(value, dtype=np.float32))
+                nodes.append(helper.make_node("Constant", [], [f"{name}.{tag}"], value=tensor))
+            ins = [f"{name}.pre", f"{name}.lo", f"{name}.hi"]
+            nodes.append(helper.make_node("Clip", ins, [name], name=f"{name}.clip"))
+
+    for node in net:
+        op, name = node.op, node.name
+        ins = ["x" if i == "input" else i for i in node.inputs]
+        out = name if getattr(op, "act", "none") == "none" else f"{name}.pre"
+        if isinstance(op, (Conv2D, DepthwiseConv2D)):
+            group = op.c if isinstance(op, DepthwiseConv2D) else 1
+            cout, cin = (op.c, 1) if group > 1 else (op.cout, op.cin)
+            w = const(f"{name}.weight", (cout, cin, op.k, op.k))
+            nodes.append(
+                helper.make_node(
+                    "Conv",
+                    [ins[0], w],
+                    [out],
+                    name=name,
+                    group=group,
+                    kernel_shape=[op.k] * 2,
+                    pads=[op.pad] * 4,
+                    strides=[op.stride] * 2,
+                )
+            )
+        elif isinstance(op, Dense):
+            w = const(f"{name}.weight", (op.n, op.k))
+            nodes.append(helper.make_node("Gemm", [ins[0], w], [out], name=name, transB=1))
+        elif isinstance(op, Pool2D) and (op.kh, op.kw) == (op.h, op.w) and op.kind == "avg":
+            nodes.append(helper.make_node("GlobalAveragePool", ins, [out], name=name))
+        elif isinstance(op, Pool2D):
+            kind = "MaxPool" if op.kind == "max" else "AveragePool"
+            extra = {"count_include_pad": 1} if op.kind == "avg" else {}
+            nodes.append(
+                helper.make_node(
+                    kind,
+                    ins,
+                    [out],
+                    name=name,
+                    kernel_shape=[op.kh, op.kw],
+                    pads=[op.pad] * 4,
+                    strides=[op.stride] * 2,
+                    **extra,
+                )
+            )
+        else:
+            onnx_op = {"add": "Add", "concat": "Concat", "flatten": "Flatten"}[node.kind]
+            extra = {"axis": 1} if onnx_op == "Concat" else {}
+            nodes.append(helper.make_node(onnx_op, ins, [out], name=name, **extra))
+        act(name, getattr(op, "act", "none"))
+    n, h, w, c = net.input_shape
+    graph = helper.make_graph(
+        nodes,
+        net.name,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, (n, c, h, w))],
+        [helper.make_tensor_value_info(net.output.name, TensorProto.FLOAT, None)],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+@pytest.mark.parametrize("name", sorted(NETWORKS))
+def test_zoo_networks_written_as_onnx_come_back_identical(name):
+    # Exercises depthwise (group == c), Clip(0, 6) from Constant nodes, residual adds with and
+    # without ReLU, concats, pools and Gemm on every zoo network, names included.
+    net = get_network(name, input_size=64)
+    assert load_onnx(to_onnx(net)).nodes == net.nodes
