@@ -16,6 +16,8 @@ each node to the Tandem operation that runs it, NCHW shapes turned into NHWC:
   take them (it feeds other nodes too, it is a concat, a max pool or the network input, or its
   activation is already applied), the per-channel affine becomes a 1x1 `DepthwiseConv2D` on the
   vector unit, which computes exactly that;
+* a zero ``Pad`` of height and width read only by convolutions adds to their padding; a
+  ``Transpose(perm=[0, 3, 1, 2])`` of an NHWC network input (tf2onnx) leaves the input as it is;
 * no-ops, which carry no MACs: ``Dropout``, ``Softmax``, ``LRN``, ``Identity``,
   ``QuantizeLinear``, ``DequantizeLinear``; nodes whose inputs are all constant (``Constant``,
   ``ConstantOfShape``, ``Shape`` of a static tensor, weight reshapes) fold away.
