@@ -43,14 +43,16 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
-from onnx import numpy_helper, shape_inference
 
 from kernels.layers import Add, Conv2D, Dense, DepthwiseConv2D, Pool2D, global_avg_pool
 
 from .workloads import INPUT, Concat, Flatten, Network, Node, Op, Reshape, conv2d
+
+if TYPE_CHECKING:  # onnx takes most of a second to import: only load_onnx imports it
+    import onnx
 
 __all__ = ["MIN_OPSET", "SUPPORTED_OPS", "load_onnx"]
 
@@ -102,6 +104,8 @@ class _Rec:
 
 
 def _attrs(node: onnx.NodeProto) -> dict[str, object]:
+    import onnx
+
     out = {}
     for a in node.attribute:
         value = onnx.helper.get_attribute_value(a)
@@ -115,6 +119,9 @@ def _fmt(values: object) -> str:
 
 class _Importer:
     def __init__(self, model: onnx.ModelProto, label: str, name: str) -> None:
+        import onnx
+        from onnx import numpy_helper
+
         self.model = model
         self.label = label
         self.name = name
@@ -666,6 +673,9 @@ class _Importer:
         ):
             value = None
             if t == "Constant":
+                import onnx
+                from onnx import numpy_helper
+
                 try:
                     value = numpy_helper.to_array(node.attribute[0].t)
                 except Exception:  # value_float(s), value_int(s): numbers, not tensors
@@ -765,6 +775,9 @@ def load_onnx(
         static, or unsupported nodes: one error lists them all, each with its name, op type and
         reason.
     """
+    import onnx
+    from onnx import shape_inference
+
     if isinstance(path_or_modelproto, onnx.ModelProto):
         model = onnx.ModelProto()
         model.CopyFrom(path_or_modelproto)
