@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -163,3 +164,18 @@ def test_cli_report_writes_markdown_and_png(tmp_path, capsys):
     assert "| **total** |" in md and "speedup" in md
     png = (tmp_path / "mobilenet_v2-default.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_cli_map_reads_a_real_onnx_model_and_a_scalesim_csv(tmp_path, capsys):
+    import onnx
+
+    from mapping.scalesim import write_csv
+
+    model = Path(onnx.__file__).parent / "backend/test/data/light/light_resnet50.onnx"
+    assert main(["map", "--config", "default", "--onnx", str(model), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["totals"]["macs"] == get_network("resnet50").macs
+    csv = tmp_path / "mnv2.csv"
+    write_csv(get_network("mobilenetv2", input_size=64), csv)
+    assert main(["map", "--config", "default", "--csv", str(csv)]) == 0
+    assert "total" in capsys.readouterr().out
