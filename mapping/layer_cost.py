@@ -53,6 +53,7 @@ __all__ = [
     "layer_cost",
 ]
 
+_DEBUG = False
 TERMS = (
     "compute",
     "preload",
@@ -166,6 +167,20 @@ def _axis(size: int, out: int, tile: int, k: int, s: int, pad: int) -> list[tupl
     return [(cnt, key) for key, cnt in kinds.items()]
 
 
+def _axis_seq(size: int, out: int, tile: int, k: int, s: int, pad: int) -> list[tuple]:
+    """The tiles along one axis in order, as (output pixels, input pixels, zero pixels before
+    the image, input pixels inside it)."""
+    seq = []
+    for o0 in range(0, out, tile):
+        on = min(tile, out - o0)
+        i0 = o0 * s - pad
+        n = (on - 1) * s + k
+        a = min(max(0, -i0), n)
+        b = max(min(n, size - i0), a)
+        seq.append((on, n, a, b - a))
+    return seq
+
+
 def _zero_cmds(nch: int, ih: int, iw: int, ya: int, yin: int, xa: int, xin: int) -> int:
     """Zero-fill LOADs of one input tile (adjacent zero rows merge, across chunks too)."""
     if yin == 0 or xin == 0:
@@ -216,7 +231,7 @@ def _array_model(
     cmd_beats = isa.CMD_BYTES / beat
     # the fetch keeps at most its buffer's beats requested: that many per DRAM round trip
     depth, burst = Fetch.buffer_depth(beat), Fetch.max_burst(beat)
-    fetch_rate = min(rate, depth / (latency + burst))
+    fetch_rate = min(rate, depth / (latency + burst + Fetch.request_overhead))
     L = arr.ws_latency
     preload = max(arr.preload_latency, r * wrows) + ExecUnit.ws_weight_gap
     nch, nt_n, taps = g.nchunks, g.ntiles, g.nchunks * k * k
@@ -258,7 +273,7 @@ def _array_model(
                 kd = _Kind(n_sp, m, tow)
                 # input loads once per spatial tile (n inner: with the first n-tile; n outer:
                 # every step), weights with every n-tile change when streamed
-                new_input = plan.n_outer or nt == 0 or nt_n == 1
+                new_input = nt == 0 or (plan.n_outer and spatial_tiles > 1)
                 if new_input:
                     kd.load_cmds += in_cmds
                     kd.load_rows += in_rows
@@ -323,67 +338,81 @@ def _array_model(
     fetch_beats = n_cmds * cmd_beats
     load_beats = sum(kd.count * kd.load_beats for kd in kinds) + n_wloads * wb
     store_beats = sum(kd.count * kd.store_beats for kd in kinds)
-    # the first step's loads are exposed (and the fetch of the commands before its MATMULs)
-    first = kinds[0]
-    head_cmds = 1 + c + first.load_cmds + (wc if n_wloads else 0)
-    first_load = load_time(head_cmds - 1 - c, first.load_rows + (wr if n_wloads else 0),
-                           first.load_zero, first.load_beats + (wb if n_wloads else 0))  # fmt: skip
-    terms["prologue"] = latency + head_cmds * cmd_beats / fetch_rate + first_load + preload
-    last = kinds[-1]
-    terms["epilogue"] = (
-        (0 if os_flow else L)
-        + ExecUnit.retire_latency
-        + StoreUnit.pipeline_latency
-        + store_time(last)
-        + 1
+    # ---- the steps in program order, and the recurrence over them
+    row_seq = _axis_seq(conv.h, conv.out_h, g.oh_t, k, s, conv.pad)
+    col_seq = _axis_seq(conv.w, conv.out_w, g.ow_t, k, s, conv.pad)
+    spatial = [(ty, tx) for _ in range(conv.batch) for ty in row_seq for tx in col_seq]
+    order = (
+        [(sp, nt) for nt in range(nt_n) for sp in range(len(spatial))]
+        if plan.n_outer
+        else [(sp, nt) for sp in range(len(spatial)) for nt in range(nt_n)]
     )
-    # steady state: per step the array, the load unit, the store unit and the DRAM port
-    step_fetch = (n_cmds / nsteps) * cmd_beats
-    for kd in kinds:
-        comp, pre, fd = exec_time(kd)
-        x = comp + pre + fd
-        over = 0
-        if kd.cfg_cmds:
-            over = L + ExecUnit.retire_latency + kd.cfg_cmds + preload
-        ld = load_time(kd.load_cmds, kd.load_rows, kd.load_zero, kd.load_beats)
-        st = store_time(kd)
-        port = (kd.load_beats + kd.store_beats) / rate + step_fetch / rate
-        port = max(port, step_fetch / fetch_rate)
-        if plan.double_buffer:
-            busy = x + over
-            wait = max(ld, st, port) - busy
-            dma = max(0.0, wait)
-            which = "dma_load" if ld >= max(st, port) else ("dma_store" if st >= port else "stall")
-        else:
-            # one slot each: the array waits for the loads of its step and the stores of the
-            # previous one, and restarts empty every step
-            busy = x + over
-            dma = 0.0
-            which = "dma_load"
-            terms["fill_drain"] += kd.count * (L + preload)
-            terms["dma_store"] += kd.count * st
-            dma = ld + latency
-        terms["compute"] += kd.count * comp
-        terms["preload"] += kd.count * pre
-        terms["fill_drain"] += kd.count * fd
-        terms["overhead"] += kd.count * over
-        terms[which] += kd.count * dma
-    # the first step's load and the last step's store are in the prologue and epilogue
-    if not plan.double_buffer:
-        terms["dma_load"] -= load_time(first.load_cmds, first.load_rows, first.load_zero,
-                                       first.load_beats) + latency  # fmt: skip
-        terms["dma_store"] -= store_time(last)
-        terms["fill_drain"] -= L + preload
-    # CFG_BIAS on a rare (segment, n-tile) change: the array drains first, then restarts
-    if rare_changes > 1:
-        per = (rare_cmds - c) / (rare_changes - 1)
-        terms["overhead"] += (rare_changes - 1) * (L + ExecUnit.retire_latency + per + preload)
-    # weight sets loaded again (n outer: per n-tile; per segment): exposed when not overlapped
-    if n_wloads > 1:
-        terms["dma_load"] += (n_wloads - 1) * load_time(wc, wr, 0, wb) / nbuf
-    total_port = (fetch_beats + load_beats + store_beats) / rate
-    ints = {t: round(max(0.0, v)) for t, v in terms.items()}
+    input_cache: dict[tuple, tuple[int, int, int, float]] = {}
+
+    def input_group(ty: tuple, tx: tuple) -> tuple[int, int, int, float]:
+        """(commands, rows, zero rows, beats) of one spatial tile's input loads."""
+        hit = input_cache.get((ty, tx))
+        if hit is None:
+            (_toh, ih, ya, yin), (_tow, iw, xa, xin) = ty, tx
+            data_rows = yin * xin
+            merged = xa == 0 and xin == iw and iw == conv.w
+            data_cmds = (nch * (-(-data_rows // _MAX_ROWS) if merged else yin)) if data_rows else 0
+            cmds = _zero_cmds(nch, ih, iw, ya, yin, xa, xin) + data_cmds
+            rows = nch * ih * iw
+            hit = (cmds, rows, rows - nch * data_rows, nch * data_rows * chunk_beats / nch)
+            input_cache[(ty, tx)] = hit
+        return hit
+
+    t = _Recurrence(config, plan, latency, rate, fetch_rate, preload, os_flow)
+    t.full_w = conv.out_w
+    in_inst = w_inst = -1
+    last_in: list[int] = []  # last step of each input instance
+    last_w: list[int] = []
+    step = 0
+    pending: list[tuple[int, int | None, int, int, int, float]] = []
+    # (first step, req, commands, rows, zero rows, beats) of the load groups
+    steps_info = []
+    for seg in range(segments):
+        prev_sp = prev_nt = None
+        for sp, nt in order:
+            ty, tx = spatial[sp]
+            cmds = rows = zero = 0
+            beats = 0.0
+            reqs = []
+            new_w = prev_nt is None or (not plan.resident_weights and nt != prev_nt)
+            if new_w:
+                w_inst += 1
+                last_w.append(step)
+                if w_inst >= g.nw:
+                    reqs.append(last_w[w_inst - g.nw])
+                cmds, rows, beats = w_cmds, w_rows, w_beats
+            else:
+                last_w[-1] = step
+            if sp != prev_sp:
+                in_inst += 1
+                last_in.append(step)
+                if in_inst >= g.nin:
+                    reqs.append(last_in[in_inst - g.nin])
+                ic, ir, iz, ib = input_group(ty, tx)
+                cmds, rows, zero, beats = cmds + ic, rows + ir, zero + iz, beats + ib
+            else:
+                last_in[-1] = step
+            if cmds:
+                pending.append((step, reqs, cmds, rows, zero, beats))
+            cfg_change = (seg, nt) != (seg, prev_nt) or prev_nt is None
+            ncfg = (c if seg == 0 else min(c, out_len[nt])) if cfg_change else 0
+            steps_info.append((ty, tx, nt, ncfg))
+            prev_sp, prev_nt = sp, nt
+            step += 1
+    # a group waits for the last step still using either of its slots (known only now)
+    groups = []
+    for first, reqs, cmds, rows, zero, beats in pending:
+        req = max((last_in_or_w for last_in_or_w in reqs), default=None)
+        groups.append((first, req, cmds, rows, zero, beats))
+    terms = t.run(steps_info, groups, taps, out_beats, L, arr, r)
+    ints = {name: round(max(0.0, v)) for name, v in terms.items()}
     out = ArrayLayerCycles(**ints, macs=macs, pes=config.pes)
+    total_port = (fetch_beats + load_beats + store_beats) / rate + latency
     if out.total < total_port:  # the DRAM port is the bottleneck of the whole layer
         out = dataclasses.replace(out, stall=out.stall + math.ceil(total_port - out.total))
     counts = {
@@ -406,6 +435,151 @@ def _array_model(
         "cfg": total_cfg,
     }
     return out, counts
+
+
+class _Recurrence:
+    """When each unit starts and ends each step (module docstring), and the array's time by term.
+
+    Times are cycles from start. Program order per step ``i``: the load groups whose slots step
+    ``i - 1`` (or earlier) frees, then step ``i``'s CFG_BIAS and MATMULs, then its CFG_QUANT and
+    STOREs. The decoder dispatches them in that order: a command waits until it is fetched and
+    until the commands before it found room in their queues.
+    """
+
+    def __init__(self, config, plan, latency, rate, fetch_rate, preload, os_flow) -> None:
+        self.cfg, self.plan = config, plan
+        self.latency, self.rate, self.fetch_rate = latency, rate, fetch_rate
+        self.preload, self.os_flow = preload, os_flow
+        self.cmd_beats = isa.CMD_BYTES / config.dma_beat_bytes
+        self.fetch0 = latency + Fetch.max_burst(config.dma_beat_bytes) / rate
+        self.depth = Fetch.buffer_depth(config.dma_beat_bytes)
+        self.row_ahead = LoadUnit.row_queue_depth
+
+    def fetched(self, n: float, ls: float) -> float:
+        """Cycle by which the first ``n`` commands have been fetched, when the loads and stores
+        before them in the program move ``ls`` beats: the fetch keeps at most its buffer's
+        beats requested, each burst waits for the DRAM latency and for the load and store
+        beats queued ahead of it in the in-order DRAM queue."""
+        beats = n * self.cmd_beats
+        # a burst waits behind at most the load unit's outstanding rows
+        ahead = min(ls, (beats / self.depth + 1) * self.row_ahead)
+        return self.fetch0 + beats / self.fetch_rate + ahead / self.rate
+
+    def run(self, steps, groups, taps, out_beats, L, arr, r) -> dict[str, float]:
+        cfg, plan = self.cfg, self.plan
+        ql, qs = cfg.load_queue_depth, cfg.store_queue_depth
+        gap_ld, gap_st = LoadUnit.command_gap, StoreUnit.command_gap
+        retire, issue = ExecUnit.retire_latency, ExecUnit.issue_latency
+        nacc = 2 if plan.double_buffer else 1
+        terms = dict.fromkeys(TERMS, 0.0)
+        n = len(steps)
+        ex_ret = [0.0] * n
+        st_end = [0.0] * n
+        group_done: dict[int, float] = {}
+        gi, ng = 0, len(groups)
+        cum = 1  # commands in program order so far (CFG_STORE first)
+        ls = 0.0  # load and store beats in program order so far
+        ld_free = 0.0  # the load unit has issued everything before
+        disp = 0.0  # the decoder has dispatched every command before
+        ex_end = 0.0
+        st_free = 0.0
+        prev_nt = None
+        for i, (ty, tx, nt, ncfg) in enumerate(steps):
+            # the load groups emitted before this step's MATMULs
+            while gi < ng and (groups[gi][1] is None or groups[gi][1] < i):
+                first, req, cmds, rows, zero, beats = groups[gi]
+                tok = ex_ret[req] + 1 if req is not None else 0.0
+                start = max(ld_free, tok, self.fetched(cum + 1, ls), disp)
+                issue_cycles = rows + cmds * gap_ld
+                ld_free = start + issue_cycles
+                group_done[first] = (
+                    max(ld_free, start + self.latency + beats / self.rate + zero)
+                    + LoadUnit.receive_latency
+                )
+                if cmds > ql:  # the decoder waits until the unit has taken all but ql
+                    # (the unit takes a command once its previous one's rows are requested,
+                    # which the returning beats pace once its row FIFO is full)
+                    pace = max(issue_cycles, beats / self.rate + zero)
+                    disp = max(disp, start + pace * (cmds - ql) / cmds)
+                cum += cmds
+                ls += beats
+                gi += 1
+            # the step's MATMULs
+            toh, tow = ty[0], tx[0]
+            m = toh * tow
+            if self.os_flow:
+                blocks = _os_blocks(m, tow, toh, r)
+                mms = taps * blocks
+                comp, pre = taps * blocks * r, 0
+                fd = blocks * (arr.os_fill_latency + arr.os_drain_latency)
+                tail = retire
+                lead = issue
+            else:
+                mms = taps
+                per = max(m, self.preload, -(-(L + self.preload + m) // 2))
+                comp, pre, fd = taps * m, taps * (per - m), 0
+                tail = L + retire - (per - m)
+                lead = issue + self.preload
+            ready = max(disp, self.fetched(cum + ncfg + 1, ls)) + lead
+            if _DEBUG:
+                print(
+                    i,
+                    "disp",
+                    disp,
+                    "fetched",
+                    self.fetched(cum + ncfg + 1, ls),
+                    "ld",
+                    group_done.get(i),
+                    "ex_end",
+                    ex_end,
+                    "ls",
+                    ls,
+                    "cum",
+                    cum,
+                )
+            why = "stall"
+            if i in group_done and group_done[i] + lead > ready:
+                ready, why = group_done[i] + lead, "dma_load"
+            if i >= nacc and st_end[i - nacc] + 1 + lead > ready:
+                ready, why = st_end[i - nacc] + 1 + lead, "dma_store"
+            if ncfg and i > 0:  # CFG_BIAS waits for the array to drain
+                t = ex_ret[i - 1] + 1 + ncfg + lead
+                if t > ready:
+                    ready, why = t, "overhead"
+            cum += ncfg + mms
+            start = max(ex_end, ready)
+            if i == 0:
+                terms["prologue"] += start
+            else:
+                terms[why] += start - ex_end
+            span = comp + pre + fd
+            ex_end = start + span
+            # the commands reach the array no faster than the fetch brings them
+            fed = self.fetched(cum, ls) + lead + (r if self.os_flow else m) + (fd / mms)
+            if fed > ex_end:
+                terms["stall"] += fed - ex_end
+                ex_end = fed
+            ex_ret[i] = ex_end + tail
+            terms["compute"] += comp
+            terms["preload"] += pre
+            terms["fill_drain"] += fd
+            # the step's stores (CFG_QUANT on an n-tile change, then the STOREs)
+            st_cmds = 1 if tow == self.full_w else toh
+            nq = ncfg if (nt != prev_nt or i == 0) else 0
+            s_start = max(st_free, ex_ret[i] + 1)
+            work = max(m + st_cmds * gap_st, m * out_beats[nt] / self.rate)
+            st_free = s_start + nq + StoreUnit.pipeline_latency + work
+            st_end[i] = st_free
+            if nq + st_cmds > qs:
+                disp = max(disp, s_start + (nq + st_cmds - qs) * (work / st_cmds if nq == 0 else 1))
+            cum += nq + st_cmds
+            ls += m * out_beats[nt]
+            prev_nt = nt
+        total = max(st_free, ex_ret[-1]) + 1  # the last write acknowledged
+        terms["epilogue"] = total - ex_end
+        # the DRAM port moves every beat at ``rate``: if that takes longer, the port is the
+        # bottleneck of the whole layer
+        return terms
 
 
 def _os_blocks(m: int, tow: int, toh: int, r: int) -> int:

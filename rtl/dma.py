@@ -182,6 +182,11 @@ class Fetch(wiring.Component):
         consumed, so the fetch moves at most ``depth`` beats per DRAM round trip."""
         return max(buffer_beats, 2 * max(1, isa.CMD_BYTES // beat))
 
+    #: Cycles a fetch burst's round trip takes beyond the DRAM latency and its beats: the
+    #: request enters the DRAM queue at the clock edge, and a consumed beat frees buffer room
+    #: one cycle later (the buffer's registered level).
+    request_overhead = 2
+
     @staticmethod
     def max_burst(beat: int, buffer_beats: int = 16) -> int:
         """Beats of one fetch request (half the buffer, at most `MAX_BURST`)."""
@@ -274,6 +279,12 @@ class LoadUnit(wiring.Component):
     #: Idle cycles between two commands (a command is taken the cycle after the previous one's
     #: last row request).
     command_gap = 1
+    #: Cycles from a row's last beat to the scratchpad write and the token (the row is written
+    #: in the cycle its last beat arrives; the token counter sees the push one cycle later).
+    receive_latency = 1
+    #: Rows requested but not yet written (the descriptor FIFO): how far requests run ahead
+    #: of the returning beats.
+    row_queue_depth = 32
 
     def __init__(self, config: HWConfig, spad_addr_width: int):
         self._cfg = config
@@ -306,7 +317,7 @@ class LoadUnit(wiring.Component):
             {"spad": len(self.o_spad_addr), "off": max(1, (W - 1).bit_length()), "len": 8,
              "beats": 3, "zero": 1, "last": 1, "push": 1, "vec": 1}
         )  # fmt: skip
-        desc = fifo.SyncFIFOBuffered(width=desc_layout.size, depth=32)
+        desc = fifo.SyncFIFOBuffered(width=desc_layout.size, depth=self.row_queue_depth)
         m.submodules.desc = desc
         active = Signal(name="ld_active")
         row = Signal(16, name="ld_row")

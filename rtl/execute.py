@@ -55,6 +55,9 @@ class ExecUnit(wiring.Component):
     #: Cycles from a MATMUL's last output row leaving the array to its retirement (the
     #: writeback's read-modify-write stage, then the token push).
     retire_latency = 2
+    #: Cycles from a MATMUL leaving the exec queue to its first weight (ws) or pixel (os) read:
+    #: the command FIFOs' registered output.
+    issue_latency = 1
 
     def __init__(self, config: HWConfig, spad_aw: int, acc_aw: int):
         self._cfg = config
