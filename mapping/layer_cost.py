@@ -482,7 +482,7 @@ class _Recurrence:
         ld_free = 0.0  # the load unit has issued everything before
         disp = 0.0  # the decoder has dispatched every command before
         ex_end = 0.0
-        st_free = 0.0
+        st_free = st_begin = st_beats = 0.0
         prev_nt = None
         for i, (ty, tx, nt, ncfg) in enumerate(steps):
             # the load groups emitted before this step's MATMULs
@@ -492,8 +492,12 @@ class _Recurrence:
                 start = max(ld_free, tok, self.fetched(cum + 1, ls), disp)
                 issue_cycles = rows + cmds * gap_ld
                 ld_free = start + issue_cycles
+                # the DRAM port also moves the beats of a store running at the same time
+                shared = 0.0
+                if st_free > start and st_beats:
+                    shared = st_beats * min(1.0, (st_free - start) / max(1.0, st_free - st_begin))
                 group_done[first] = (
-                    max(ld_free, start + self.latency + beats / self.rate + zero)
+                    max(ld_free, start + self.latency + (beats + shared) / self.rate + zero)
                     + LoadUnit.receive_latency
                 )
                 if cmds > ql:  # the decoder waits until the unit has taken all but ql
@@ -568,6 +572,7 @@ class _Recurrence:
             nq = ncfg if (nt != prev_nt or i == 0) else 0
             s_start = max(st_free, ex_ret[i] + 1)
             work = max(m + st_cmds * gap_st, m * out_beats[nt] / self.rate)
+            st_begin, st_beats = s_start, m * out_beats[nt]
             st_free = s_start + nq + StoreUnit.pipeline_latency + work
             st_end[i] = st_free
             if nq + st_cmds > qs:
