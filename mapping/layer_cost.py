@@ -53,7 +53,6 @@ __all__ = [
     "layer_cost",
 ]
 
-_DEBUG = False
 TERMS = (
     "compute",
     "preload",
@@ -152,6 +151,24 @@ def _mean_beats(stride: int, length: int, beat: int, offset: int) -> float:
     return total / period
 
 
+@lru_cache(maxsize=4096)
+def _period_beats(stride: int, length: int, beat: int, offset: int) -> tuple[int, ...]:
+    """Prefix sums of the beats of rows ``p = 0, 1, ...`` over one period of pixels."""
+    period = beat // math.gcd(stride, beat)
+    acc, out = 0, [0]
+    for p in range(period):
+        acc += ((offset + p * stride) % beat + length + beat - 1) // beat
+        out.append(acc)
+    return tuple(out)
+
+
+def _run_beats(stride: int, length: int, beat: int, offset: int, n: int) -> int:
+    """Exact DRAM beats of ``n`` rows of ``length`` bytes at ``offset + p*stride``."""
+    pre = _period_beats(stride, length, beat, offset % beat)
+    period = len(pre) - 1
+    return (n // period) * pre[-1] + pre[n % period]
+
+
 def _axis(size: int, out: int, tile: int, k: int, s: int, pad: int) -> list[tuple[int, int, int]]:
     """Tiles along one axis as (output pixels, input pixels, input pixels inside the image),
     with the zero rows before the image, grouped: ``[(count, (on, in_n, lo, inside))]``."""
@@ -236,8 +253,6 @@ def _array_model(
     preload = max(arr.preload_latency, r * wrows) + ExecUnit.ws_weight_gap
     nch, nt_n, taps = g.nchunks, g.ntiles, g.nchunks * k * k
     os_flow = plan.dataflow == "os"
-    gap_ld, gap_st = LoadUnit.command_gap, StoreUnit.command_gap
-    nbuf = 2 if plan.double_buffer else 1
 
     # ---- per input tile: loads; per tile x n-tile: MATMULs and stores
     chunk_beats = sum(
@@ -259,6 +274,7 @@ def _array_model(
     # Walk the step kinds: (tile kind) x (n-tile); steps of one kind cost the same.
     kinds: list[_Kind] = []
     spatial_tiles = conv.batch * sum(n for n, _ in rows_ax) * sum(n for n, _ in cols_ax)
+    pixels = conv.batch * conv.out_h * conv.out_w
     for ny_, (toh, ih, ya, yin) in rows_ax:
         for nx_, (tow, iw, xa, xin) in cols_ax:
             n_sp = ny_ * nx_ * conv.batch * segments
@@ -299,31 +315,12 @@ def _array_model(
         n_wloads, wc, wr, wb = segments, w_cmds, w_rows, w_beats  # once per segment
     # CFG_BIAS / CFG_QUANT: every (segment, n-tile) change; the first segment sets all columns
     if streamed_cfg:
-        rare_changes, rare_cmds = 0, 0
+        rare_cmds = 0
         total_cfg = nsteps * c
     else:
-        rare_changes = nt_n * segments
         rare_cmds = c * nt_n + (segments - 1) * sum(min(c, ln) for ln in out_len)
         total_cfg = rare_cmds
 
-    # ---- per-step unit times
-    def exec_time(kd: _Kind) -> tuple[int, int, int]:
-        """(compute, preload-or-fill_drain, exposed-fill) of one step in steady state."""
-        m = kd.m
-        if os_flow:
-            blocks = kd.exec_cmds // taps
-            return taps * blocks * r, 0, blocks * (arr.os_fill_latency + arr.os_drain_latency)
-        per = max(m, preload, -(-(L + preload + m) // 2))
-        return taps * m, taps * (per - m), 0
-
-    def load_time(cmds: int, rows: int, zero: int, beats: float) -> float:
-        issue = rows + cmds * gap_ld
-        return max(issue, beats / rate + zero)
-
-    def store_time(kd: _Kind) -> float:
-        return max(kd.store_rows + kd.store_cmds * gap_st, kd.store_beats / rate)
-
-    terms = dict.fromkeys(TERMS, 0.0)
     # program fetch: every command, one beat share each
     n_cmds = (
         1  # CFG_STORE
@@ -417,7 +414,12 @@ def _array_model(
         out = dataclasses.replace(out, stall=out.stall + math.ceil(total_port - out.total))
     counts = {
         "load_beats": load_beats,
-        "store_beats": store_beats,
+        # exact: every n-tile stores every output pixel once (a segment's plane at its offset)
+        "store_beats": sum(
+            _run_beats(out_stride, ln, beat, seg_off + nt * c, pixels)
+            for seg_off in range(segments)
+            for nt, ln in enumerate(out_len)
+        ),
         "fetch_beats": fetch_beats,
         "commands": n_cmds,
         "steps": nsteps,
@@ -425,7 +427,7 @@ def _array_model(
         "spad_write_rows": sum(kd.count * kd.load_rows for kd in kinds) + n_wloads * wr,
         "stored_bytes": sum(kd.count * kd.store_bytes for kd in kinds),
         "stored_rows": sum(kd.count * kd.store_rows for kd in kinds),
-        "streamed": sum(kd.count * exec_time(kd)[0] for kd in kinds),
+        "streamed": sum(kd.count * (kd.exec_cmds * r if os_flow else taps * kd.m) for kd in kinds),
         "pixels_read": sum(kd.count * taps * kd.m for kd in kinds),
         # ws: every MATMUL writes its rows, all but a step's first read them first (RMW);
         # os: the drain writes each pixel once (bias added then)
@@ -525,22 +527,6 @@ class _Recurrence:
                 tail = L + retire - (per - m)
                 lead = issue + self.preload
             ready = max(disp, self.fetched(cum + ncfg + 1, ls)) + lead
-            if _DEBUG:
-                print(
-                    i,
-                    "disp",
-                    disp,
-                    "fetched",
-                    self.fetched(cum + ncfg + 1, ls),
-                    "ld",
-                    group_done.get(i),
-                    "ex_end",
-                    ex_end,
-                    "ls",
-                    ls,
-                    "cum",
-                    cum,
-                )
             why = "stall"
             if i in group_done and group_done[i] + lead > ready:
                 ready, why = group_done[i] + lead, "dma_load"

@@ -120,11 +120,21 @@ def _plan_text(plan: TilePlan) -> str:
 
 
 def validate(
-    name: str, *, slow: bool = True, latency: int = 20, bandwidth: int = 16, sim="verilator"
+    name: str,
+    *,
+    which: str = "all",
+    latency: int = 20,
+    bandwidth: int = 16,
+    sim: str = "verilator",
 ) -> list[Row]:
-    """Run the cases of config ``name`` on the RTL (one process) and the model; one row each."""
+    """Run the cases of config ``name`` on the RTL (one process) and the model; one row each.
+
+    ``which``: ``"fast"`` (the cases not marked slow), ``"slow"`` or ``"all"``.
+    """
+    if which not in ("fast", "slow", "all"):
+        raise ValueError(f"which must be 'fast', 'slow' or 'all', not {which!r}")
     cfg = load_config(name)
-    cases = [c for c in CASES[name] if slow or not c.slow]
+    cases = [c for c in CASES[name] if which == "all" or c.slow == (which == "slow")]
     jobs, plans = [], []
     for i, case in enumerate(cases):
         plan = case.tile_plan(cfg)
@@ -135,7 +145,7 @@ def validate(
             low = lower(cfg, case.layer, t, plan)
         jobs.append(CoreJob.from_lowered(low, latency=latency, bandwidth=bandwidth))
         plans.append(plan)
-    results = run_programs(cfg, jobs, sim=sim, name=f"cost-{name}-{int(slow)}")
+    results = run_programs(cfg, jobs, sim=sim, name=f"cost-{name}-{which}")
     rows = []
     for case, plan, res in zip(cases, plans, results, strict=True):
         if res.status != "done":
@@ -153,7 +163,7 @@ def main() -> None:
     print("| config | layer | plan | RTL | model | error | model terms |")
     print("|---|---|---|---|---|---|---|")
     for name in args.config.split(","):
-        for row in validate(name, slow=not args.fast):
+        for row in validate(name, which="fast" if args.fast else "all"):
             print(row.line(), flush=True)
 
 
