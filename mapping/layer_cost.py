@@ -53,6 +53,12 @@ __all__ = [
     "layer_cost",
 ]
 
+# How many segments, n-tiles and images the step recurrence visits before extrapolating (the
+# extra ones repeat the same steps; the first and the last differ).
+_SEGMENTS_SIMULATED = 6
+_NTILES_SIMULATED = 4
+_IMAGES_SIMULATED = 2
+
 TERMS = (
     "compute",
     "preload",
@@ -184,6 +190,15 @@ def _axis(size: int, out: int, tile: int, k: int, s: int, pad: int) -> list[tupl
     return [(cnt, key) for key, cnt in kinds.items()]
 
 
+def _extrapolate(f, n: int, few: int) -> dict[str, float]:
+    """``f(n)`` for a quantity that grows by the same terms with every unit of ``n`` past
+    ``few - 1``: ``f(few) + (n - few) * (f(few) - f(few - 1))``."""
+    if n <= few:
+        return f(n)
+    a, b = f(few - 1), f(few)
+    return {k: b[k] + (n - few) * (b[k] - a[k]) for k in b}
+
+
 def _axis_seq(size: int, out: int, tile: int, k: int, s: int, pad: int) -> list[tuple]:
     """The tiles along one axis in order, as (output pixels, input pixels, zero pixels before
     the image, input pixels inside it)."""
@@ -206,25 +221,6 @@ def _zero_cmds(nch: int, ih: int, iw: int, ya: int, yin: int, xa: int, xin: int)
     start, end = ya > 0 or xa > 0, yb > 0 or xr > 0
     per = int(start) + (yin - 1) * int(xa + xr > 0) + int(end)
     return nch * per - (nch - 1) * int(start and end)
-
-
-@dataclass
-class _Kind:
-    """One kind of step, and how many steps of the layer are of that kind."""
-
-    count: int
-    m: int  # output pixels of the tile
-    tow: int
-    load_cmds: int = 0
-    load_rows: int = 0  # scratchpad rows written (data + zero)
-    load_zero: int = 0
-    load_beats: float = 0.0
-    store_cmds: int = 0
-    store_rows: int = 0
-    store_beats: float = 0.0
-    store_bytes: int = 0
-    cfg_cmds: int = 0  # CFG_BIAS (exec) = CFG_QUANT (store) commands
-    exec_cmds: int = 0
 
 
 def _array_model(
@@ -265,16 +261,23 @@ def _array_model(
     ]
     w_rows = g.wset_rows * (nt_n if plan.resident_weights else 1)
     w_cmds = -(-w_rows // _MAX_ROWS)
-    w_beats = w_rows * _mean_beats(r, r, beat, 0)
+    w_row_beats = _mean_beats(r, r, beat, 0)
+    w_beats = w_rows * w_row_beats
     rows_ax = _axis(conv.h, conv.out_h, g.oh_t, k, s, conv.pad)
     cols_ax = _axis(conv.w, conv.out_w, g.ow_t, k, s, conv.pad)
 
     streamed_inner = not plan.resident_weights and not plan.n_outer and nt_n > 1
     streamed_cfg = nt_n > 1 and not plan.n_outer  # CFG_BIAS/CFG_QUANT every step
-    # Walk the step kinds: (tile kind) x (n-tile); steps of one kind cost the same.
-    kinds: list[_Kind] = []
+    # Totals over the kinds of spatial tile (each kind's tiles cost the same).
     spatial_tiles = conv.batch * sum(n for n, _ in rows_ax) * sum(n for n, _ in cols_ax)
     pixels = conv.batch * conv.out_h * conv.out_w
+    # input tiles are loaded once per spatial tile (n inner), or once per step (n outer)
+    in_loads = nt_n if (plan.n_outer and spatial_tiles > 1) else 1
+    tot = dict.fromkeys(
+        ("steps", "load_cmds", "load_rows", "load_beats", "store_cmds", "pixels", "matmuls",
+         "streamed", "acc_write_rows"), 0.0
+    )  # fmt: skip
+    sum_out_beats = sum(out_beats)
     for ny_, (toh, ih, ya, yin) in rows_ax:
         for nx_, (tow, iw, xa, xin) in cols_ax:
             n_sp = ny_ * nx_ * conv.batch * segments
@@ -282,31 +285,22 @@ def _array_model(
             merged = xa == 0 and xin == iw and iw == conv.w
             data_cmds = nch * ((-(-data_rows // _MAX_ROWS)) if merged else yin) if data_rows else 0
             in_cmds = _zero_cmds(nch, ih, iw, ya, yin, xa, xin) + data_cmds
-            in_rows = nch * ih * iw
             m = toh * tow
-            st_cmds = 1 if tow == conv.out_w else toh
-            for nt in range(nt_n):
-                kd = _Kind(n_sp, m, tow)
-                # input loads once per spatial tile (n inner: with the first n-tile; n outer:
-                # every step), weights with every n-tile change when streamed
-                new_input = nt == 0 or (plan.n_outer and spatial_tiles > 1)
-                if new_input:
-                    kd.load_cmds += in_cmds
-                    kd.load_rows += in_rows
-                    kd.load_zero += in_rows - nch * data_rows
-                    kd.load_beats += nch and data_rows * chunk_beats
-                if streamed_inner:
-                    kd.load_cmds += w_cmds
-                    kd.load_rows += w_rows
-                    kd.load_beats += w_beats
-                kd.store_cmds = st_cmds
-                kd.store_rows = m
-                kd.store_beats = m * out_beats[nt]
-                kd.store_bytes = m * out_len[nt]
-                kd.cfg_cmds = c if streamed_cfg else 0
-                kd.exec_cmds = taps * (_os_blocks(m, tow, toh, r) if os_flow else 1)
-                kinds.append(kd)
-    nsteps = sum(kd.count for kd in kinds)
+            mms = taps * (_os_blocks(m, tow, toh, r) if os_flow else 1)
+            tot["steps"] += n_sp * nt_n
+            tot["load_cmds"] += n_sp * in_loads * in_cmds
+            tot["load_rows"] += n_sp * in_loads * nch * ih * iw
+            tot["load_beats"] += n_sp * in_loads * data_rows * chunk_beats
+            tot["store_cmds"] += n_sp * nt_n * (1 if tow == conv.out_w else toh)
+            tot["pixels"] += n_sp * m
+            tot["matmuls"] += n_sp * nt_n * mms
+            tot["streamed"] += n_sp * nt_n * (mms * r if os_flow else taps * m)
+            tot["acc_write_rows"] += n_sp * nt_n * m * (1 if os_flow else taps)
+    nsteps = round(tot["steps"])
+    if streamed_inner:  # a weight set in every step's group
+        tot["load_cmds"] += nsteps * w_cmds
+        tot["load_rows"] += nsteps * w_rows
+        tot["load_beats"] += nsteps * w_beats
     if streamed_inner:
         n_wloads, wc, wr, wb = 0, 0, 0, 0.0  # in every step's group
     elif plan.n_outer and not plan.resident_weights:
@@ -321,29 +315,18 @@ def _array_model(
         rare_cmds = c * nt_n + (segments - 1) * sum(min(c, ln) for ln in out_len)
         total_cfg = rare_cmds
 
-    # program fetch: every command, one beat share each
-    n_cmds = (
-        1  # CFG_STORE
-        + sum(
-            kd.count * (kd.load_cmds + kd.exec_cmds + kd.store_cmds + 2 * kd.cfg_cmds)
-            for kd in kinds
-        )
-        + n_wloads * wc
-        + 1  # FENCE
-    )
-    n_cmds += 2 * rare_cmds
+    # program fetch: every command (CFG_STORE first, FENCE last), one beat share each
+    n_cmds = round(
+        2 + tot["load_cmds"] + n_wloads * wc + tot["matmuls"] + tot["store_cmds"]
+        + 2 * (total_cfg if streamed_cfg else rare_cmds)
+    )  # fmt: skip
     fetch_beats = n_cmds * cmd_beats
-    load_beats = sum(kd.count * kd.load_beats for kd in kinds) + n_wloads * wb
-    store_beats = sum(kd.count * kd.store_beats for kd in kinds)
+    load_beats = tot["load_beats"] + n_wloads * wb
+    store_beats = tot["pixels"] * sum_out_beats
     # ---- the steps in program order, and the recurrence over them
     row_seq = _axis_seq(conv.h, conv.out_h, g.oh_t, k, s, conv.pad)
     col_seq = _axis_seq(conv.w, conv.out_w, g.ow_t, k, s, conv.pad)
-    spatial = [(ty, tx) for _ in range(conv.batch) for ty in row_seq for tx in col_seq]
-    order = (
-        [(sp, nt) for nt in range(nt_n) for sp in range(len(spatial))]
-        if plan.n_outer
-        else [(sp, nt) for sp in range(len(spatial)) for nt in range(nt_n)]
-    )
+    image = [(ty, tx) for ty in row_seq for tx in col_seq]
     input_cache: dict[tuple, tuple[int, int, int, float]] = {}
 
     def input_group(ty: tuple, tx: tuple) -> tuple[int, int, int, float]:
@@ -362,51 +345,78 @@ def _array_model(
 
     t = _Recurrence(config, plan, latency, rate, fetch_rate, preload, os_flow)
     t.full_w = conv.out_w
-    in_inst = w_inst = -1
-    last_in: list[int] = []  # last step of each input instance
-    last_w: list[int] = []
-    step = 0
-    pending: list[tuple[int, int | None, int, int, int, float]] = []
-    # (first step, req, commands, rows, zero rows, beats) of the load groups
-    steps_info = []
-    for seg in range(segments):
-        prev_sp = prev_nt = None
-        for sp, nt in order:
-            ty, tx = spatial[sp]
-            cmds = rows = zero = 0
-            beats = 0.0
-            reqs = []
-            new_w = prev_nt is None or (not plan.resident_weights and nt != prev_nt)
-            if new_w:
-                w_inst += 1
-                last_w.append(step)
-                if w_inst >= g.nw:
-                    reqs.append(last_w[w_inst - g.nw])
-                cmds, rows, beats = w_cmds, w_rows, w_beats
-            else:
-                last_w[-1] = step
-            if sp != prev_sp:
-                in_inst += 1
-                last_in.append(step)
-                if in_inst >= g.nin:
-                    reqs.append(last_in[in_inst - g.nin])
-                ic, ir, iz, ib = input_group(ty, tx)
-                cmds, rows, zero, beats = cmds + ic, rows + ir, zero + iz, beats + ib
-            else:
-                last_in[-1] = step
-            if cmds:
-                pending.append((step, reqs, cmds, rows, zero, beats))
-            cfg_change = (seg, nt) != (seg, prev_nt) or prev_nt is None
-            ncfg = (c if seg == 0 else min(c, out_len[nt])) if cfg_change else 0
-            steps_info.append((ty, tx, nt, ncfg))
-            prev_sp, prev_nt = sp, nt
-            step += 1
-    # a group waits for the last step still using either of its slots (known only now)
-    groups = []
-    for first, reqs, cmds, rows, zero, beats in pending:
-        req = max((last_in_or_w for last_in_or_w in reqs), default=None)
-        groups.append((first, req, cmds, rows, zero, beats))
-    terms = t.run(steps_info, groups, taps, out_beats, L, arr, r)
+
+    def simulate(nseg: int, ntv: int, nbatch: int) -> dict[str, float]:
+        """The recurrence over the steps of ``nseg`` segments of ``nbatch`` images with the
+        first ``ntv - 1`` n-tiles and the last one."""
+        spatial = image * nbatch
+        nts = [*range(ntv - 1), nt_n - 1]
+        order = (
+            [(sp, nt) for nt in nts for sp in range(len(spatial))]
+            if plan.n_outer
+            else [(sp, nt) for sp in range(len(spatial)) for nt in nts]
+        )
+        w_rows = g.wset_rows * (ntv if plan.resident_weights else 1)
+        w_cmds = -(-w_rows // _MAX_ROWS)
+        w_beats = w_rows * w_row_beats
+        in_inst = w_inst = -1
+        last_in: list[int] = []  # last step of each input instance
+        last_w: list[int] = []
+        step = 0
+        pending: list[tuple[int, int | None, int, int, int, float]] = []
+        # (first step, req, commands, rows, zero rows, beats) of the load groups
+        steps_info = []
+        for seg in range(nseg):
+            prev_sp = prev_nt = None
+            for sp, nt in order:
+                ty, tx = spatial[sp]
+                cmds = rows = zero = 0
+                beats = 0.0
+                reqs = []
+                new_w = prev_nt is None or (not plan.resident_weights and nt != prev_nt)
+                if new_w:
+                    w_inst += 1
+                    last_w.append(step)
+                    if w_inst >= g.nw:
+                        reqs.append(last_w[w_inst - g.nw])
+                    cmds, rows, beats = w_cmds, w_rows, w_beats
+                else:
+                    last_w[-1] = step
+                if sp != prev_sp:
+                    in_inst += 1
+                    last_in.append(step)
+                    if in_inst >= g.nin:
+                        reqs.append(last_in[in_inst - g.nin])
+                    ic, ir, iz, ib = input_group(ty, tx)
+                    cmds, rows, zero, beats = cmds + ic, rows + ir, zero + iz, beats + ib
+                else:
+                    last_in[-1] = step
+                if cmds:
+                    pending.append((step, reqs, cmds, rows, zero, beats))
+                cfg_change = (seg, nt) != (seg, prev_nt) or prev_nt is None
+                ncfg = (c if seg == 0 else min(c, out_len[nt])) if cfg_change else 0
+                steps_info.append((ty, tx, nt, ncfg))
+                prev_sp, prev_nt = sp, nt
+                step += 1
+        # a group waits for the last step still using either of its slots (known only now)
+        groups = []
+        for first, reqs, cmds, rows, zero, beats in pending:
+            req = max((last_in_or_w for last_in_or_w in reqs), default=None)
+            groups.append((first, req, cmds, rows, zero, beats))
+        return t.run(steps_info, groups, taps, out_beats, L, arr, r)
+
+    # Segments (the channels of a depthwise layer), images and middle n-tiles repeat the same
+    # steps: past the first few, each adds the same cycles to every term, so the recurrence
+    # runs over a few of them and the rest are extrapolated.
+    terms = _extrapolate(
+        lambda nb: _extrapolate(
+            lambda nt: _extrapolate(lambda ns: simulate(ns, nt, nb), segments, _SEGMENTS_SIMULATED),
+            nt_n,
+            _NTILES_SIMULATED,
+        ),
+        conv.batch,
+        _IMAGES_SIMULATED,
+    )
     ints = {name: round(max(0.0, v)) for name, v in terms.items()}
     out = ArrayLayerCycles(**ints, macs=macs, pes=config.pes)
     total_port = (fetch_beats + load_beats + store_beats) / rate + latency
@@ -424,16 +434,16 @@ def _array_model(
         "commands": n_cmds,
         "steps": nsteps,
         "spatial_tiles": spatial_tiles,
-        "spad_write_rows": sum(kd.count * kd.load_rows for kd in kinds) + n_wloads * wr,
-        "stored_bytes": sum(kd.count * kd.store_bytes for kd in kinds),
-        "stored_rows": sum(kd.count * kd.store_rows for kd in kinds),
-        "streamed": sum(kd.count * (kd.exec_cmds * r if os_flow else taps * kd.m) for kd in kinds),
-        "pixels_read": sum(kd.count * taps * kd.m for kd in kinds),
+        "spad_write_rows": round(tot["load_rows"]) + n_wloads * wr,
+        "stored_bytes": round(tot["pixels"]) * conv.cout,
+        "stored_rows": round(tot["pixels"]) * nt_n,
+        "streamed": round(tot["streamed"]),
+        "pixels_read": round(tot["pixels"]) * nt_n * taps,
         # ws: every MATMUL writes its rows, all but a step's first read them first (RMW);
         # os: the drain writes each pixel once (bias added then)
-        "acc_write_rows": sum(kd.count * kd.m * (1 if os_flow else taps) for kd in kinds),
-        "acc_rmw_rows": 0 if os_flow else sum(kd.count * kd.m * (taps - 1) for kd in kinds),
-        "matmuls": sum(kd.count * kd.exec_cmds for kd in kinds),
+        "acc_write_rows": round(tot["acc_write_rows"]),
+        "acc_rmw_rows": 0 if os_flow else round(tot["pixels"]) * nt_n * (taps - 1),
+        "matmuls": round(tot["matmuls"]),
         "cfg": total_cfg,
     }
     return out, counts
