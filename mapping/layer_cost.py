@@ -876,13 +876,17 @@ def _vector_cost(config, layer, plan, latency, bandwidth, table) -> LayerCost:
     v = vector_layer_cycles(config, layer, plan)
     geo = VectorGeometry(config, layer, plan)
     r, beat = config.rows, config.dma_beat_bytes
+    # vector_layer_cycles moves one beat a cycle; a slower DRAM stretches every DMA term
+    slow = beat / min(bandwidth, beat)
+    dma, pro, epi = (math.ceil(x * slow) for x in (v.dma, v.prologue, v.epilogue))
     terms = dict.fromkeys(TERMS, 0)
     terms["compute"] = v.busy
-    terms["prologue"], terms["epilogue"] = v.prologue, v.epilogue
+    terms["prologue"], terms["epilogue"] = pro, epi
     if plan.double_buffer:
-        terms["stall"] = v.total - v.busy - v.prologue - v.epilogue
+        terms["stall"] = max(0, dma - pro - epi - v.busy)
     else:
-        terms["dma_load"] = v.total - v.busy - v.prologue - v.epilogue
+        terms["dma_load"] = dma - pro - epi
+    cycles = sum(terms.values())
     loaded, stored = geo.dma_bytes()
     taps = out_px = params = 0
     for (oh, ow), cnt in geo.command_shapes().items():
@@ -892,9 +896,9 @@ def _vector_cost(config, layer, plan, latency, bandwidth, table) -> LayerCost:
     spad_read = (taps + params) * r + out_px * r  # taps and parameters; the stores read outputs
     spad_write = loaded + out_px * r
     dram_read = -(-loaded // beat) * beat
-    e = _energy(config, table, v.total, v.macs, dram_read + stored, spad_read, spad_write, 0, 0)
+    e = _energy(config, table, cycles, v.macs, dram_read + stored, spad_read, spad_write, 0, 0)
     return LayerCost(
-        engine="vector", cycles=v.total, **terms, dram_read=dram_read, dram_write=stored,
+        engine="vector", cycles=cycles, **terms, dram_read=dram_read, dram_write=stored,
         spad_read=spad_read, spad_write=spad_write, acc_read=0, acc_write=0, macs=v.macs,
         peak=v.lanes, **e,
     )  # fmt: skip

@@ -160,6 +160,10 @@ def test_monotone_in_bandwidth_latency_and_size():
     assert by_lat == sorted(by_lat) and by_lat[0] < by_lat[-1]
     wider = Conv2D("c", h=20, w=20, cin=40, cout=80, k=3, pad=1)
     assert array_layer_cycles(cfg, wider, plan).total > array_layer_cycles(cfg, layer, plan).total
+    dw = DepthwiseConv2D("dw", h=28, w=28, c=32, k=3, pad=1)
+    vp = default_vector_plan(cfg, dw)
+    by_bw = [layer_cost(cfg, dw, vp, bandwidth=b).cycles for b in (2, 4, 8, 16)]
+    assert by_bw == sorted(by_bw, reverse=True) and by_bw[0] > by_bw[-1]
     single = dataclasses.replace(plan, double_buffer=False)
     assert array_layer_cycles(cfg, layer, single).total > array_layer_cycles(cfg, layer, plan).total
 
