@@ -466,6 +466,8 @@ class _Recurrence:
         self.fetch0 = latency + Fetch.max_burst(config.dma_beat_bytes) / rate
         self.depth = Fetch.buffer_depth(config.dma_beat_bytes)
         self.row_ahead = LoadUnit.row_queue_depth
+        self.round_trip = latency + Fetch.max_burst(config.dma_beat_bytes) + Fetch.request_overhead
+        self.hold = (0.0, 0.0)
 
     def fetched(self, n: float, ls: float) -> float:
         """Cycle by which the first ``n`` commands have been fetched, when the loads and stores
@@ -475,11 +477,24 @@ class _Recurrence:
         beats = n * self.cmd_beats
         # a burst waits behind at most the load unit's outstanding rows
         ahead = min(ls, (beats / self.depth + 1) * self.row_ahead)
-        return self.fetch0 + beats / self.fetch_rate + ahead / self.rate
+        t = self.fetch0 + beats / self.fetch_rate + ahead / self.rate
+        # while the decoder was held at command h, the fetch stopped with its buffer full:
+        # commands past the buffer are requested only once the decoder moves on
+        h, th = self.hold
+        past = beats - (h * self.cmd_beats + self.depth)
+        if past > 0:
+            t = max(t, th + self.round_trip + past / self.fetch_rate)
+        return t
+
+    def held(self, index: float, until: float) -> None:
+        """The decoder could not dispatch command ``index`` before cycle ``until``."""
+        if until > self.hold[1]:
+            self.hold = (index, until)
 
     def run(self, steps, groups, taps, out_beats, L, arr, r) -> dict[str, float]:
         cfg, plan = self.cfg, self.plan
-        ql, qs = cfg.load_queue_depth, cfg.store_queue_depth
+        ql, qs, qe = cfg.load_queue_depth, cfg.store_queue_depth, cfg.exec_queue_depth
+        self.hold = (0.0, 0.0)
         gap_ld, gap_st = LoadUnit.command_gap, StoreUnit.command_gap
         retire, issue = ExecUnit.retire_latency, ExecUnit.issue_latency
         nacc = 2 if plan.double_buffer else 1
@@ -517,6 +532,7 @@ class _Recurrence:
                     # which the returning beats pace once its row FIFO is full)
                     pace = max(issue_cycles, beats / self.rate + zero)
                     disp = max(disp, start + pace * (cmds - ql) / cmds)
+                    self.held(cum + ql, start)
                 cum += cmds
                 ls += beats
                 gi += 1
@@ -546,6 +562,8 @@ class _Recurrence:
                 t = ex_ret[i - 1] + 1 + ncfg + lead
                 if t > ready:
                     ready, why = t, "overhead"
+            if ncfg + mms > qe:  # the step's first command waits: the exec queue fills up
+                self.held(cum + qe, ready - lead)
             cum += ncfg + mms
             start = max(ex_end, ready)
             if i == 0:
@@ -573,6 +591,7 @@ class _Recurrence:
             st_end[i] = st_free
             if nq + st_cmds > qs:
                 disp = max(disp, s_start + (nq + st_cmds - qs) * (work / st_cmds if nq == 0 else 1))
+                self.held(cum + qs, s_start)
             cum += nq + st_cmds
             ls += m * out_beats[nt]
             prev_nt = nt
