@@ -466,6 +466,7 @@ class _Recurrence:
         self.fetch0 = latency + Fetch.max_burst(config.dma_beat_bytes) / rate
         self.depth = Fetch.buffer_depth(config.dma_beat_bytes)
         self.row_ahead = LoadUnit.row_queue_depth
+        self.row_trip = latency + LoadUnit.request_overhead
         self.round_trip = latency + Fetch.max_burst(config.dma_beat_bytes) + Fetch.request_overhead
         self.hold = (0.0, 0.0)
 
@@ -523,9 +524,12 @@ class _Recurrence:
                 shared = 0.0
                 if st_free > start and st_beats:
                     shared = st_beats * min(1.0, (st_free - start) / max(1.0, st_free - st_begin))
+                # the unit keeps at most row_queue_depth rows requested: under a long DRAM
+                # latency that window, not the port, paces the data rows
+                window = (rows - zero) * self.row_trip / self.row_ahead
+                data = max((beats + shared) / self.rate, window)
                 group_done[first] = (
-                    max(ld_free, start + self.latency + (beats + shared) / self.rate + zero)
-                    + LoadUnit.receive_latency
+                    max(ld_free, start + self.latency + data + zero) + LoadUnit.receive_latency
                 )
                 if cmds > ql:  # the decoder waits until the unit has taken all but ql
                     # (the unit takes a command once its previous one's rows are requested,

@@ -285,6 +285,9 @@ class LoadUnit(wiring.Component):
     #: Rows requested but not yet written (the descriptor FIFO): how far requests run ahead
     #: of the returning beats.
     row_queue_depth = 32
+    #: Cycles a row's round trip takes beyond the DRAM latency: the request enters the DRAM
+    #: queue at the clock edge, and a written row frees its descriptor one cycle later.
+    request_overhead = 2
 
     def __init__(self, config: HWConfig, spad_addr_width: int):
         self._cfg = config

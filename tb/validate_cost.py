@@ -87,6 +87,11 @@ CASES: dict[str, list[Case]] = {
 }
 
 
+#: DRAM settings (latency cycles, bytes per cycle) the sweep runs some default cases at.
+DRAM_SWEEP = ((1, 16), (100, 16), (20, 8), (20, 4))
+SWEEP_LAYERS = ("d_c1", "d_c3_stream", "d_dw")
+
+
 @dataclass(frozen=True)
 class Row:
     """One line of the validation table."""
@@ -96,6 +101,7 @@ class Row:
     plan: str
     rtl: int
     model: LayerCost
+    dram: str = "20 cycles, 16 B/cycle"
 
     @property
     def error(self) -> float:
@@ -105,7 +111,8 @@ class Row:
     def line(self) -> str:
         terms = ", ".join(f"{k} {v}" for k, v in self.model.terms.items() if v)
         return (
-            f"| {self.config} | {self.layer} | {self.plan} | {self.rtl} | {self.model.cycles} | "
+            f"| {self.config} | {self.layer} | {self.plan} | {self.dram} | {self.rtl} | "
+            f"{self.model.cycles} | "
             f"{100 * self.error:+.1f}% | {terms} |"
         )
 
@@ -155,15 +162,42 @@ def validate(
     return rows
 
 
+def sweep(name: str = "default", *, sim: str = "verilator") -> list[Row]:
+    """The `SWEEP_LAYERS` of config ``name`` at every `DRAM_SWEEP` setting (one process)."""
+    cfg = load_config(name)
+    jobs, meta = [], []
+    for i, case in enumerate(c for c in CASES[name] if c.layer.name in SWEEP_LAYERS):
+        plan = case.tile_plan(cfg)
+        t = random_layer_data(case.layer, np.random.default_rng(200 + i))
+        lowering = lower_depthwise_naive if isinstance(case.layer, DepthwiseConv2D) else lower
+        low = lowering(cfg, case.layer, t, plan)
+        for lat, bw in DRAM_SWEEP:
+            jobs.append(CoreJob.from_lowered(low, latency=lat, bandwidth=bw))
+            meta.append((case, plan, lat, bw))
+    results = run_programs(cfg, jobs, sim=sim, name=f"cost-sweep-{name}")
+    rows = []
+    for (case, plan, lat, bw), res in zip(meta, results, strict=True):
+        if res.status != "done":
+            raise RuntimeError(f"{case.layer.name}: {res.error}")
+        model = layer_cost(cfg, case.layer, plan, bandwidth=bw, latency=lat)
+        dram = f"{lat} cycles, {bw} B/cycle"
+        rows.append(Row(name, case.layer.name, _plan_text(plan), res.cycles, model, dram))
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="tiny,default")
     ap.add_argument("--fast", action="store_true", help="skip the slow (large) cases")
+    ap.add_argument("--sweep", action="store_true", help="also the DRAM latency/bandwidth sweep")
     args = ap.parse_args()
-    print("| config | layer | plan | RTL | model | error | model terms |")
-    print("|---|---|---|---|---|---|---|")
+    print("| config | layer | plan | DRAM | RTL | model | error | model terms |")
+    print("|---|---|---|---|---|---|---|---|")
     for name in args.config.split(","):
         for row in validate(name, which="fast" if args.fast else "all"):
+            print(row.line(), flush=True)
+    if args.sweep:
+        for row in sweep():
             print(row.line(), flush=True)
 
 

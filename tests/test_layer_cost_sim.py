@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tb.validate_cost import validate
+from tb.validate_cost import sweep, validate
 
 LONG = 10_000
 
@@ -36,3 +36,10 @@ def test_layer_cost_matches_the_rtl(name):
 @pytest.mark.parametrize("name", ["default"])
 def test_layer_cost_matches_the_rtl_on_large_layers(name):
     check(validate(name, which="slow"))
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_layer_cost_follows_the_dram_latency_and_bandwidth():
+    """Latency 1..100 cycles, bandwidth 4..16 B/cycle on default: the same tolerance."""
+    check(sweep("default"))
