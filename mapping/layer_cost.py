@@ -476,9 +476,11 @@ class _Recurrence:
         beats requested, each burst waits for the DRAM latency and for the load and store
         beats queued ahead of it in the in-order DRAM queue."""
         beats = n * self.cmd_beats
-        # a burst waits behind at most the load unit's outstanding rows
-        ahead = min(ls, (beats / self.depth + 1) * self.row_ahead)
-        t = self.fetch0 + beats / self.fetch_rate + ahead / self.rate
+        # a burst waits behind the load unit's outstanding rows (at most its row window) in
+        # the in-order DRAM queue, which overlaps the burst's own latency
+        trips = beats / self.depth + 1
+        ahead = min(ls / self.rate, trips * max(0.0, self.row_ahead / self.rate - self.latency))
+        t = self.fetch0 + beats / self.fetch_rate + ahead
         # while the decoder was held at command h, the fetch stopped with its buffer full:
         # commands past the buffer are requested only once the decoder moves on
         h, th = self.hold
@@ -513,6 +515,10 @@ class _Recurrence:
         st_free = st_begin = st_beats = 0.0
         prev_nt = None
         for i, (ty, tx, nt, ncfg) in enumerate(steps):
+            toh, tow = ty[0], tx[0]
+            mms_i = taps * (_os_blocks(toh * tow, tow, toh, r) if self.os_flow else 1)
+            st_i = (1 if tow == self.full_w else toh) + ncfg
+            ncfg_i = ncfg
             # the load groups emitted before this step's MATMULs
             while gi < ng and (groups[gi][1] is None or groups[gi][1] < i):
                 first, req, cmds, rows, zero, beats = groups[gi]
@@ -524,6 +530,10 @@ class _Recurrence:
                 shared = 0.0
                 if st_free > start and st_beats:
                     shared = st_beats * min(1.0, (st_free - start) / max(1.0, st_free - st_begin))
+                # ... and the fetch of the commands that follow the group (the next step's),
+                # as much of it as the fetch moves meanwhile
+                alone = (beats + shared) / self.rate
+                shared += min(self.cmd_beats * (ncfg_i + mms_i + st_i), alone * self.fetch_rate)
                 # the unit keeps at most row_queue_depth rows requested: under a long DRAM
                 # latency that window, not the port, paces the data rows
                 window = (rows - zero) * self.row_trip / self.row_ahead
