@@ -56,8 +56,8 @@ __all__ = [
 # How many segments, n-tiles and images the step recurrence visits before extrapolating (the
 # extra ones repeat the same steps; the first and the last differ).
 _SEGMENTS_SIMULATED = 6
-_NTILES_SIMULATED = 4
-_IMAGES_SIMULATED = 2
+_NTILES_SIMULATED = 5
+_IMAGES_SIMULATED = 3
 
 TERMS = (
     "compute",
@@ -191,12 +191,15 @@ def _axis(size: int, out: int, tile: int, k: int, s: int, pad: int) -> list[tupl
 
 
 def _extrapolate(f, n: int, few: int) -> dict[str, float]:
-    """``f(n)`` for a quantity that grows by the same terms with every unit of ``n`` past
-    ``few - 1``: ``f(few) + (n - few) * (f(few) - f(few - 1))``."""
+    """``f(n)`` for a quantity that grows by the same terms with every unit of ``n`` once the
+    pipeline is in its steady state: ``f(few) + (n - few) * (f(few) - f(few - 1))`` when the
+    last two increments agree (the steady state is reached), else ``f(n)`` itself."""
     if n <= few:
         return f(n)
-    a, b = f(few - 1), f(few)
-    return {k: b[k] + (n - few) * (b[k] - a[k]) for k in b}
+    a, b, c = f(few - 2), f(few - 1), f(few)
+    if abs(sum(c.values()) - 2 * sum(b.values()) + sum(a.values())) > 0.5:
+        return f(n)
+    return {k: c[k] + (n - few) * (c[k] - b[k]) for k in c}
 
 
 def _axis_seq(size: int, out: int, tile: int, k: int, s: int, pad: int) -> list[tuple]:
@@ -356,7 +359,7 @@ def _array_model(
             if plan.n_outer
             else [(sp, nt) for sp in range(len(spatial)) for nt in nts]
         )
-        w_rows = g.wset_rows * (ntv if plan.resident_weights else 1)
+        w_rows = g.wset_rows * (nt_n if plan.resident_weights else 1)  # all, as the real one
         w_cmds = -(-w_rows // _MAX_ROWS)
         w_beats = w_rows * w_row_beats
         in_inst = w_inst = -1
@@ -467,40 +470,21 @@ class _Recurrence:
         self.depth = Fetch.buffer_depth(config.dma_beat_bytes)
         self.row_ahead = LoadUnit.row_queue_depth
         self.row_trip = latency + LoadUnit.request_overhead
+        self.queue_wait = max(0.0, self.row_ahead / rate - latency)
         self.round_trip = latency + Fetch.max_burst(config.dma_beat_bytes) + Fetch.request_overhead
         self.hold = (0.0, 0.0)
-
-    def fetched(self, n: float, ls: float) -> float:
-        """Cycle by which the first ``n`` commands have been fetched, when the loads and stores
-        before them in the program move ``ls`` beats: the fetch keeps at most its buffer's
-        beats requested, each burst waits for the DRAM latency and for the load and store
-        beats queued ahead of it in the in-order DRAM queue."""
-        beats = n * self.cmd_beats
-        # a burst waits behind the load unit's outstanding rows (at most its row window) in
-        # the in-order DRAM queue, which overlaps the burst's own latency
-        trips = beats / self.depth + 1
-        ahead = min(ls / self.rate, trips * max(0.0, self.row_ahead / self.rate - self.latency))
-        t = self.fetch0 + beats / self.fetch_rate + ahead
-        # while the decoder was held at command h, the fetch stopped with its buffer full:
-        # commands past the buffer are requested only once the decoder moves on
-        h, th = self.hold
-        past = beats - (h * self.cmd_beats + self.depth)
-        if past > 0:
-            t = max(t, th + self.round_trip + past / self.fetch_rate)
-        return t
-
-    def held(self, index: float, until: float) -> None:
-        """The decoder could not dispatch command ``index`` before cycle ``until``."""
-        if until > self.hold[1]:
-            self.hold = (index, until)
 
     def run(self, steps, groups, taps, out_beats, L, arr, r) -> dict[str, float]:
         cfg, plan = self.cfg, self.plan
         ql, qs, qe = cfg.load_queue_depth, cfg.store_queue_depth, cfg.exec_queue_depth
-        self.hold = (0.0, 0.0)
         gap_ld, gap_st = LoadUnit.command_gap, StoreUnit.command_gap
         retire, issue = ExecUnit.retire_latency, ExecUnit.issue_latency
+        receive, st_pipe = LoadUnit.receive_latency, StoreUnit.pipeline_latency
         nacc = 2 if plan.double_buffer else 1
+        rate, fetch_rate, cmd_beats, depth = self.rate, self.fetch_rate, self.cmd_beats, self.depth
+        latency, row_trip, row_ahead = self.latency, self.row_trip, self.row_ahead
+        queue_wait, fetch0, rt, full_w = self.queue_wait, self.fetch0, self.round_trip, self.full_w
+        per_cmd = cmd_beats / fetch_rate  # fetch cycles per command
         terms = dict.fromkeys(TERMS, 0.0)
         n = len(steps)
         ex_ret = [0.0] * n
@@ -508,111 +492,135 @@ class _Recurrence:
         group_done: dict[int, float] = {}
         gi, ng = 0, len(groups)
         cum = 1  # commands in program order so far (CFG_STORE first)
-        ls = 0.0  # load and store beats in program order so far
+        ahead = 0.0  # fetch delay behind load beats queued in the DRAM
+        hold_at, hold_t = 0.0, 0.0  # the decoder could not pass command hold_at before hold_t
         ld_free = 0.0  # the load unit has issued everything before
         disp = 0.0  # the decoder has dispatched every command before
         ex_end = 0.0
         st_free = st_begin = st_beats = 0.0
-        prev_nt = None
+        compute = preload = fill_drain = 0.0
+
+        def fetched(k: float) -> float:
+            """Cycle by which the first ``k`` commands have been fetched: the fetch keeps at
+            most its buffer's beats requested; while the decoder was held, it stopped with
+            its buffer full, and the commands past it wait a DRAM round trip."""
+            t = fetch0 + k * per_cmd + ahead
+            past = (k - hold_at) * cmd_beats - depth
+            if past > 0:
+                t = max(t, hold_t + rt + past / fetch_rate)
+            return t
+
+        def fetched_by(t: float) -> float:
+            """Commands fetched by cycle ``t`` (the inverse of `fetched`)."""
+            k = (t - fetch0 - ahead) / per_cmd
+            if t >= hold_t + rt:
+                return min(k, hold_at + (depth + (t - hold_t - rt) * fetch_rate) / cmd_beats)
+            return min(k, hold_at + depth / cmd_beats)
+
+        kinds: dict[tuple, tuple] = {}
         for i, (ty, tx, nt, ncfg) in enumerate(steps):
-            toh, tow = ty[0], tx[0]
-            mms_i = taps * (_os_blocks(toh * tow, tow, toh, r) if self.os_flow else 1)
-            st_i = (1 if tow == self.full_w else toh) + ncfg
-            ncfg_i = ncfg
+            key = (ty, tx, nt, ncfg)
+            kd = kinds.get(key)
+            if kd is None:
+                toh, tow = ty[0], tx[0]
+                m = toh * tow
+                if self.os_flow:
+                    blocks = _os_blocks(m, tow, toh, r)
+                    mms, comp, pre = taps * blocks, taps * blocks * r, 0
+                    fd = blocks * (arr.os_fill_latency + arr.os_drain_latency)
+                    tail, lead, first = retire, issue, r
+                else:
+                    per = max(m, self.preload, -(-(L + self.preload + m) // 2))
+                    mms, comp, pre, fd = taps, taps * m, taps * (per - m), 0
+                    tail, lead, first = L + retire - (per - m), issue + self.preload, m
+                st_cmds = 1 if tow == full_w else toh
+                sb = m * out_beats[nt]
+                work = max(m + st_cmds * gap_st, sb / rate)
+                kd = (mms, comp, pre, fd, tail, lead, first + fd / mms, st_cmds + ncfg, sb, work)
+                kinds[key] = kd
+            mms, comp, pre, fd, tail, lead, last_lead, st_i, sb, work = kd
+            step_cmds = ncfg + mms + st_i
             # the load groups emitted before this step's MATMULs
             while gi < ng and (groups[gi][1] is None or groups[gi][1] < i):
-                first, req, cmds, rows, zero, beats = groups[gi]
+                first_step, req, cmds, rows, zero, beats = groups[gi]
                 tok = ex_ret[req] + 1 if req is not None else 0.0
-                start = max(ld_free, tok, self.fetched(cum + 1, ls), disp)
+                start = max(ld_free, tok, fetched(cum + 1), disp)
                 issue_cycles = rows + cmds * gap_ld
                 ld_free = start + issue_cycles
-                # the DRAM port also moves the beats of a store running at the same time
+                # the DRAM port also moves the beats of a store running at the same time ...
                 shared = 0.0
                 if st_free > start and st_beats:
                     shared = st_beats * min(1.0, (st_free - start) / max(1.0, st_free - st_begin))
-                # ... and the fetch of the commands that follow the group (the next step's),
-                # as much of it as the fetch moves meanwhile
-                alone = (beats + shared) / self.rate
-                shared += min(self.cmd_beats * (ncfg_i + mms_i + st_i), alone * self.fetch_rate)
+                # ... and the fetch of the commands that follow the group, as much of it as
+                # the fetch moves meanwhile
+                alone = (beats + shared) / rate
+                shared += min(cmd_beats * step_cmds, alone * fetch_rate)
                 # the unit keeps at most row_queue_depth rows requested: under a long DRAM
                 # latency that window, not the port, paces the data rows
-                window = (rows - zero) * self.row_trip / self.row_ahead
-                data = max((beats + shared) / self.rate, window)
-                group_done[first] = (
-                    max(ld_free, start + self.latency + data + zero) + LoadUnit.receive_latency
-                )
+                data = max((beats + shared) / rate, (rows - zero) * row_trip / row_ahead)
+                group_done[first_step] = max(ld_free, start + latency + data + zero) + receive
                 if cmds > ql:  # the decoder waits until the unit has taken all but ql
                     # (the unit takes a command once its previous one's rows are requested,
                     # which the returning beats pace once its row FIFO is full)
-                    pace = max(issue_cycles, beats / self.rate + zero)
+                    pace = max(issue_cycles, beats / rate + zero)
                     disp = max(disp, start + pace * (cmds - ql) / cmds)
-                    self.held(cum + ql, start)
+                    if start > hold_t and fetched_by(start) >= cum + ql:
+                        hold_at, hold_t = cum + ql, start
+                # the fetch bursts of the commands around the group wait behind its beats
+                # (at most the load unit's row window) in the in-order DRAM queue, which
+                # overlaps each burst's own latency
+                trips = (cmds + step_cmds) * cmd_beats / depth + 1
+                ahead += min(beats / rate, trips * queue_wait)
                 cum += cmds
-                ls += beats
                 gi += 1
             # the step's MATMULs
-            toh, tow = ty[0], tx[0]
-            m = toh * tow
-            if self.os_flow:
-                blocks = _os_blocks(m, tow, toh, r)
-                mms = taps * blocks
-                comp, pre = taps * blocks * r, 0
-                fd = blocks * (arr.os_fill_latency + arr.os_drain_latency)
-                tail = retire
-                lead = issue
-            else:
-                mms = taps
-                per = max(m, self.preload, -(-(L + self.preload + m) // 2))
-                comp, pre, fd = taps * m, taps * (per - m), 0
-                tail = L + retire - (per - m)
-                lead = issue + self.preload
-            ready = max(disp, self.fetched(cum + ncfg + 1, ls)) + lead
+            ready = max(disp, fetched(cum + ncfg + 1)) + lead
             why = "stall"
-            if i in group_done and group_done[i] + lead > ready:
-                ready, why = group_done[i] + lead, "dma_load"
+            done = group_done.get(i)
+            if done is not None and done + lead > ready:
+                ready, why = done + lead, "dma_load"
             if i >= nacc and st_end[i - nacc] + 1 + lead > ready:
                 ready, why = st_end[i - nacc] + 1 + lead, "dma_store"
             if ncfg and i > 0:  # CFG_BIAS waits for the array to drain
                 t = ex_ret[i - 1] + 1 + ncfg + lead
                 if t > ready:
                     ready, why = t, "overhead"
-            if ncfg + mms > qe:  # the step's first command waits: the exec queue fills up
-                self.held(cum + qe, ready - lead)
+            h = cum + qe + st_i
+            if ready - lead > hold_t and fetched_by(ready - lead) >= h:
+                # the step's first command waits (a token, its own CFG_BIAS): the exec queue
+                # fills up behind it and holds the decoder (store commands go past it), and
+                # the fetch stops once its buffer is full
+                hold_at, hold_t = h, ready - lead
             cum += ncfg + mms
             start = max(ex_end, ready)
             if i == 0:
                 terms["prologue"] += start
             else:
                 terms[why] += start - ex_end
-            span = comp + pre + fd
-            ex_end = start + span
+            ex_end = start + comp + pre + fd
             # the commands reach the array no faster than the fetch brings them
-            fed = self.fetched(cum, ls) + lead + (r if self.os_flow else m) + (fd / mms)
+            fed = fetched(cum) + lead + last_lead
             if fed > ex_end:
                 terms["stall"] += fed - ex_end
                 ex_end = fed
             ex_ret[i] = ex_end + tail
-            terms["compute"] += comp
-            terms["preload"] += pre
-            terms["fill_drain"] += fd
-            # the step's stores (CFG_QUANT on an n-tile change, then the STOREs)
-            st_cmds = 1 if tow == self.full_w else toh
-            nq = ncfg if (nt != prev_nt or i == 0) else 0
+            compute += comp
+            preload += pre
+            fill_drain += fd
+            # the step's stores (CFG_QUANT on an n-tile or segment change, then the STOREs)
             s_start = max(st_free, ex_ret[i] + 1)
-            work = max(m + st_cmds * gap_st, m * out_beats[nt] / self.rate)
-            st_begin, st_beats = s_start, m * out_beats[nt]
-            st_free = s_start + nq + StoreUnit.pipeline_latency + work
+            st_begin, st_beats = s_start, sb
+            st_free = s_start + ncfg + st_pipe + work
             st_end[i] = st_free
-            if nq + st_cmds > qs:
-                disp = max(disp, s_start + (nq + st_cmds - qs) * (work / st_cmds if nq == 0 else 1))
-                self.held(cum + qs, s_start)
-            cum += nq + st_cmds
-            ls += m * out_beats[nt]
-            prev_nt = nt
+            if st_i > qs:
+                st_cmds = st_i - ncfg
+                disp = max(disp, s_start + (st_i - qs) * (work / st_cmds if ncfg == 0 else 1))
+                if s_start > hold_t and fetched_by(s_start) >= cum + qs:
+                    hold_at, hold_t = cum + qs, s_start
+            cum += st_i
+        terms["compute"], terms["preload"], terms["fill_drain"] = compute, preload, fill_drain
         total = max(st_free, ex_ret[-1]) + 1  # the last write acknowledged
         terms["epilogue"] = total - ex_end
-        # the DRAM port moves every beat at ``rate``: if that takes longer, the port is the
-        # bottleneck of the whole layer
         return terms
 
 
