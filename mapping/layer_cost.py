@@ -465,6 +465,7 @@ class _Recurrence:
         self.cfg, self.plan = config, plan
         self.latency, self.rate, self.fetch_rate = latency, rate, fetch_rate
         self.preload, self.os_flow = preload, os_flow
+        self.wrows = -(-config.cols // config.rows)
         self.cmd_beats = isa.CMD_BYTES / config.dma_beat_bytes
         self.fetch0 = latency + Fetch.max_burst(config.dma_beat_bytes) / rate
         self.depth = Fetch.buffer_depth(config.dma_beat_bytes)
@@ -525,10 +526,13 @@ class _Recurrence:
                 toh, tow = ty[0], tx[0]
                 m = toh * tow
                 if self.os_flow:
+                    # each os MATMUL streams rows beats, each with a weight beat assembled
+                    # from wrows scratchpad rows (one read a cycle)
                     blocks = _os_blocks(m, tow, toh, r)
-                    mms, comp, pre = taps * blocks, taps * blocks * r, 0
+                    mms, comp = taps * blocks, taps * blocks * r
+                    pre = comp * (self.wrows - 1)
                     fd = blocks * (arr.os_fill_latency + arr.os_drain_latency)
-                    tail, lead, first = retire, issue, r
+                    tail, lead, first = retire, issue, r * self.wrows
                 else:
                     per = max(m, self.preload, -(-(L + self.preload + m) // 2))
                     mms, comp, pre, fd = taps, taps * m, taps * (per - m), 0

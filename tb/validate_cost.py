@@ -70,6 +70,11 @@ CASES: dict[str, list[Case]] = {
         Case(_conv("t_c3_os", 9, 9, 5, 7, 3, 2), {"dataflow": "os"}),
         Case(DepthwiseConv2D("t_dw", h=10, w=10, c=6, k=3, pad=1)),
     ],
+    "wide": [
+        Case(_conv("w_c5_os", 13, 6, 21, 25, 5), {"dataflow": "os"}),
+        Case(_conv("w_c5", 21, 9, 32, 28, 5, batch=2)),
+        Case(_conv("w_c3s2_stream", 17, 19, 29, 70, 3, 2), {"resident_weights": False}),
+    ],
     "default": [
         Case(_conv("d_c3", 28, 28, 32, 64, 3), slow=True),
         Case(_conv("d_c1", 28, 28, 64, 48, 1)),
@@ -187,7 +192,7 @@ def sweep(name: str = "default", *, sim: str = "verilator") -> list[Row]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", default="tiny,default")
+    ap.add_argument("--config", default="tiny,wide,default")
     ap.add_argument("--fast", action="store_true", help="skip the slow (large) cases")
     ap.add_argument("--sweep", action="store_true", help="also the DRAM latency/bandwidth sweep")
     args = ap.parse_args()

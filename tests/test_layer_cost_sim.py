@@ -26,7 +26,7 @@ def check(rows) -> None:
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("name", ["tiny", "default"])
+@pytest.mark.parametrize("name", ["tiny", "wide", "default"])
 def test_layer_cost_matches_the_rtl(name):
     check(validate(name, which="fast"))
 
