@@ -19,6 +19,8 @@ then follows the mechanisms of the RTL that decide when each unit may start:
 * the decoder dispatches in program order into queues of ``*_queue_depth`` commands: a load
   group longer than the load queue holds the MATMULs behind it until the load unit has taken
   enough of it, and the same for the store queue;
+* the program fetch keeps at most its buffer's beats requested (one DRAM round trip per buffer),
+  waits behind queued load beats, and stops with a full buffer while the decoder is held;
 * CFG_BIAS (on an n-tile change) waits for the array to drain; CFG_QUANT waits for the store
   pipeline to drain.
 
@@ -304,8 +306,7 @@ def _array_model(
         tot["load_cmds"] += nsteps * w_cmds
         tot["load_rows"] += nsteps * w_rows
         tot["load_beats"] += nsteps * w_beats
-    if streamed_inner:
-        n_wloads, wc, wr, wb = 0, 0, 0, 0.0  # in every step's group
+        n_wloads, wc, wr, wb = 0, 0, 0, 0.0
     elif plan.n_outer and not plan.resident_weights:
         n_wloads, wc, wr, wb = nt_n * segments, w_cmds, w_rows, w_beats  # once per n-tile
     else:
@@ -342,12 +343,11 @@ def _array_model(
             data_cmds = (nch * (-(-data_rows // _MAX_ROWS) if merged else yin)) if data_rows else 0
             cmds = _zero_cmds(nch, ih, iw, ya, yin, xa, xin) + data_cmds
             rows = nch * ih * iw
-            hit = (cmds, rows, rows - nch * data_rows, nch * data_rows * chunk_beats / nch)
+            hit = (cmds, rows, rows - nch * data_rows, data_rows * chunk_beats)
             input_cache[(ty, tx)] = hit
         return hit
 
-    t = _Recurrence(config, plan, latency, rate, fetch_rate, preload, os_flow)
-    t.full_w = conv.out_w
+    t = _Recurrence(config, plan, latency, rate, fetch_rate, preload, os_flow, conv.out_w)
 
     def simulate(nseg: int, ntv: int, nbatch: int) -> dict[str, float]:
         """The recurrence over the steps of ``nseg`` segments of ``nbatch`` images with the
@@ -396,7 +396,9 @@ def _array_model(
                     last_in[-1] = step
                 if cmds:
                     pending.append((step, reqs, cmds, rows, zero, beats))
-                cfg_change = (seg, nt) != (seg, prev_nt) or prev_nt is None
+                # CFG_BIAS/CFG_QUANT when (segment, n-tile) changes; later segments set only
+                # the columns they store
+                cfg_change = prev_nt is None or nt != prev_nt
                 ncfg = (c if seg == 0 else min(c, out_len[nt])) if cfg_change else 0
                 steps_info.append((ty, tx, nt, ncfg))
                 prev_sp, prev_nt = sp, nt
@@ -461,8 +463,8 @@ class _Recurrence:
     until the commands before it found room in their queues.
     """
 
-    def __init__(self, config, plan, latency, rate, fetch_rate, preload, os_flow) -> None:
-        self.cfg, self.plan = config, plan
+    def __init__(self, config, plan, latency, rate, fetch_rate, preload, os_flow, full_w) -> None:
+        self.cfg, self.plan, self.full_w = config, plan, full_w
         self.latency, self.rate, self.fetch_rate = latency, rate, fetch_rate
         self.preload, self.os_flow = preload, os_flow
         self.wrows = -(-config.cols // config.rows)
