@@ -238,7 +238,8 @@ def _array_model(
     bandwidth: float,
     latency: int,
     macs: int,
-) -> tuple[ArrayLayerCycles, dict[str, float]]:
+    bound_only: bool = False,
+) -> tuple[ArrayLayerCycles, dict[str, float]] | tuple[float, float]:
     g = _Geometry(config, conv, plan)
     if g.error:
         raise ValueError(g.error)
@@ -327,6 +328,8 @@ def _array_model(
     fetch_beats = n_cmds * cmd_beats
     load_beats = tot["load_beats"] + n_wloads * wb
     store_beats = tot["pixels"] * sum_out_beats
+    if bound_only:  # floors of the total (the DRAM port's, the array's), without the steps
+        return (fetch_beats + load_beats + store_beats) / rate + latency, tot["streamed"]
     # ---- the steps in program order, and the recurrence over them
     row_seq = _axis_seq(conv.h, conv.out_h, g.oh_t, k, s, conv.pad)
     col_seq = _axis_seq(conv.w, conv.out_w, g.ow_t, k, s, conv.pad)
@@ -881,6 +884,30 @@ def layer_cost(
             )
         return _vector_cost(config, layer, plan, latency, bandwidth, table)
     raise TypeError(f"plan must be a TilePlan or VectorPlan, not {type(plan).__name__}")
+
+
+def array_cycles_floor(
+    config: HWConfig,
+    layer: Conv2D | Dense | DepthwiseConv2D,
+    plan: TilePlan,
+    *,
+    bandwidth: float = 16,
+    latency: int = 20,
+) -> float:
+    """A lower bound of ``layer_cost(config, layer, plan).cycles`` for an array plan, from the
+    counts alone: the larger of the rows the array streams (one a cycle at most) and every beat
+    through the DRAM port plus one latency (the floor the model holds its total to). A few
+    times cheaper than the model, so the mapper can skip plans that cannot win."""
+    _bandwidth(bandwidth, latency)
+    if isinstance(layer, DepthwiseConv2D):
+        conv, segments, in_stride, out_stride = _channel_conv(layer), layer.c, layer.c, layer.c
+    else:
+        _check_array(layer, plan, (Conv2D, Dense))
+        conv, segments = layer.as_conv(), 1
+        in_stride, out_stride = conv.cin, conv.cout
+    port, streamed = _array_model(config, conv, plan, segments, in_stride, out_stride, bandwidth,
+                                  latency, layer.macs, bound_only=True)  # fmt: skip
+    return max(port, streamed)
 
 
 def _energy(config: HWConfig, table: EnergyTable, cycles: int, macs: int, dram: int,

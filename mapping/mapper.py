@@ -37,7 +37,7 @@ from kernels.lower import TilePlan, _Geometry
 from kernels.lower_vector import VectorGeometry, VectorPlan, _largest
 from rtl.config import HWConfig
 
-from .layer_cost import LayerCost, layer_cost
+from .layer_cost import LayerCost, array_cycles_floor, layer_cost
 from .workloads import Network, Node
 
 __all__ = [
@@ -299,7 +299,7 @@ class LayerMapping:
     cost : LayerCost or None
         The model's prediction for ``plan``.
     candidates : int
-        Plans evaluated.
+        Candidate plans of the search (0 where an identical layer's search was reused).
     """
 
     name: str
@@ -360,6 +360,7 @@ class NetworkMapping:
     evaluations: int
     seconds: float
     peak_macs_per_cycle: int = field(default=0)
+    candidates: int = 0
 
     @property
     def plans(self) -> dict[str, Plan]:
@@ -418,8 +419,9 @@ class NetworkMapping:
             f"{100 * self.utilization:.1f}% of the array's peak",
             f"           {self.dram_bytes:,} DRAM bytes, {self.energy_pj / 1e6:,.3f} uJ",
             f"mapping    {'naive' if self.naive else 'objective ' + self.objective}: "
-            f"{self.evaluations:,} plans evaluated in {self.seconds:.2f} s "
-            f"({self.evaluations / max(self.seconds, 1e-9):,.0f} per second)",
+            f"{self.candidates:,} candidate plans, {self.evaluations:,} evaluated by the model "
+            f"in {self.seconds:.2f} s ({self.evaluations / max(self.seconds, 1e-9):,.0f} per "
+            "second)",
         ]
         return "\n".join(lines)
 
@@ -437,6 +439,7 @@ class NetworkMapping:
                 "energy_pj": self.energy_pj,
                 "utilization": self.utilization,
             },
+            "candidates": self.candidates,
             "evaluations": self.evaluations,
             "seconds": self.seconds,
         }
@@ -452,8 +455,8 @@ def map_layer(
     objective: Objective = "cycles",
     override: Override | None = None,
     **model: Any,
-) -> tuple[Plan, LayerCost, int]:
-    """The best plan for one layer: ``(plan, cost, plans evaluated)``.
+) -> tuple[Plan, LayerCost, int, int]:
+    """The best plan for one layer: ``(plan, cost, plans evaluated by the model, candidates)``.
 
     ``model`` reaches `mapping.cost.layer_cost` (``bandwidth``, ``latency``, ``energy``).
     Raises ``ValueError`` naming the layer when no plan fits, or none obeys ``override``.
@@ -473,14 +476,34 @@ def map_layer(
                 f"layer {layer.name!r}: no plan obeys the override {override} on config "
                 f"{config.name!r}"
             )
-    best: tuple[float, int, Plan, LayerCost] | None = None
+    # Minimize (score, index). For cycles, array plans go in order of a cheap lower bound
+    # (`array_cycles_floor`) after the vector plans, and a plan whose bound cannot beat the best
+    # so far is not evaluated: the result is the exhaustive search's, found sooner.
+    order: list[tuple[float, int, Plan]] = []
     for i, plan in enumerate(plans):
+        floor = 0.0
+        if objective == "cycles" and isinstance(plan, TilePlan):
+            floor = array_cycles_floor(config, layer, plan, **_bound_args(model))
+        order.append((floor, i, plan))
+    order.sort(key=lambda t: (t[0], t[1]))
+    best: tuple[float, int, Plan, LayerCost] | None = None
+    evaluated = 0
+    for floor, i, plan in order:
+        if best is not None and (floor, i) > best[:2]:
+            if floor > best[0]:
+                break  # sorted: no later plan can win either
+            continue
         cost = layer_cost(config, layer, plan, **model)
+        evaluated += 1
         key = (_score(cost, objective), i)
         if best is None or key < best[:2]:
             best = (*key, plan, cost)
     assert best is not None
-    return best[2], best[3], len(plans)
+    return best[2], best[3], evaluated, len(plans)
+
+
+def _bound_args(model: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in model.items() if k in ("bandwidth", "latency")}
 
 
 def _override_for(node: Node, overrides: Mapping[str, Override]) -> Override | None:
@@ -523,7 +546,7 @@ def map_network(
 
         nodes = tqdm(nodes, desc=f"mapping {network.name}", unit="layer", leave=False)
     layers = []
-    evaluations = 0
+    evaluations = candidates = 0
     # Layers that differ only in name (MobileNetV2 repeats its blocks) share one search.
     memo: dict[tuple[Any, Override | None], tuple[Plan, LayerCost]] = {}
     for node in nodes:
@@ -535,21 +558,32 @@ def map_network(
         if naive:
             plan = naive_plan(config, node.op)
             cost = layer_cost(config, node.op, plan, **model)
-            n = 1
+            n = considered = 1
+            candidates += 1
         else:
             override = _override_for(node, ovr)
             key = (dataclasses.replace(node.op, name="_"), override)
             if key in memo:
-                (plan, cost), n = memo[key], 0
+                (plan, cost), n, considered = memo[key], 0, 0
             else:
-                plan, cost, n = map_layer(
+                plan, cost, n, considered = map_layer(
                     config, node.op, objective=objective, override=override, **model
                 )
                 memo[key] = (plan, cost)
+            candidates += considered
         evaluations += n
         engine = "vector" if isinstance(plan, VectorPlan) else "array"
         layers.append(
-            LayerMapping(node.name, node.kind, engine, stat.output_shape, stat.macs, plan, cost, n)
+            LayerMapping(
+                node.name,
+                node.kind,
+                engine,
+                stat.output_shape,
+                stat.macs,
+                plan,
+                cost,
+                considered if not naive else 1,
+            )
         )
     return NetworkMapping(
         network=network.name,
@@ -558,6 +592,7 @@ def map_network(
         naive=naive,
         layers=tuple(layers),
         evaluations=evaluations,
+        candidates=candidates,
         seconds=time.perf_counter() - t0,
         peak_macs_per_cycle=config.pes,
     )
