@@ -6,7 +6,9 @@ of ``rows`` int8, accumulator rows of ``cols`` int32 (wrapping at ``acc_width`` 
 requantization and store tables.
 
 Control is modelled like the core: a decoder dispatches commands in program order into the load,
-exec, store and vector queues (depths from the config; FENCE waits until every queue is empty);
+exec, store and vector queues (depths from the config; FENCE waits until every queue is empty,
+after which every unit knows every earlier command to have finished: programs concatenated with
+FENCEs in between need no tokens across them);
 the four in-order units take turns (round robin), each running its head command once the
 dependency tokens it pops are available. A command pops before it starts and pushes when it has
 finished. LOAD and STORE with ``vec=1`` exchange their tokens with the vector unit (counters
@@ -628,6 +630,8 @@ def execute(
         while pc < len(cmds):  # the decoder, in program order
             op = cmds[pc].op
             if op == Op.NOP or (op == Op.FENCE and not any(queues)):
+                if op == Op.FENCE:  # every unit has finished everything before the FENCE
+                    m.clock[:] = m.clock.max(axis=0)
                 pc += 1
             elif op == Op.FENCE:
                 break

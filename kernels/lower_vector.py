@@ -3,6 +3,9 @@
 `lower_vector` turns a `DepthwiseConv2D`, `Add` or `Pool2D` and its tensors into LOAD ``vec=1``,
 DWCONV / EWISE and STORE ``vec=1`` commands (``docs/isa.md``) and the DRAM image; `lower_layer`
 dispatches between it and `kernels.lower.lower` (convolutions and dense layers).
+`vector_program` builds the program alone for tensors that lie at given DRAM addresses, with
+given pixel strides (how ``mapping.compiler`` places a layer in a whole network's image), and
+`vector_param_image` the parameter blocks it reads.
 
 Work and layout
 ---------------
@@ -65,6 +68,9 @@ __all__ = [
     "default_vector_plan",
     "lower_layer",
     "lower_vector",
+    "vector_inputs",
+    "vector_param_image",
+    "vector_program",
 ]
 
 # Widths of the ISA fields the lowering fills (rtl/isa.py FIELDS).
@@ -378,8 +384,8 @@ class _Step:
 
 
 class _Builder:
-    def __init__(self, geo: VectorGeometry, addr: dict[str, int]) -> None:
-        self.geo, self.layer, self.addr = geo, geo.layer, addr
+    def __init__(self, geo: VectorGeometry, addr: dict[str, int], stride: dict[str, int]) -> None:
+        self.geo, self.layer, self.addr, self.stride = geo, geo.layer, addr, stride
 
     def steps(self) -> list[_Step]:
         geo = self.geo
@@ -409,9 +415,10 @@ class _Builder:
                 ]
             for spad, pixel, n in pieces:
                 for s0, cnt in _runs(n, spad):
-                    dram = self.addr[name] + (pixel + s0 - spad) * layer.c + st.g * geo.lanes
+                    step = self.stride[name]
+                    dram = self.addr[name] + (pixel + s0 - spad) * step + st.g * geo.lanes
                     cmds.append(_cmd(Op.LOAD, vec=1, dram_addr=dram, spad_addr=s0, rows=cnt,
-                                     len=ln, stride=layer.c))  # fmt: skip
+                                     len=ln, stride=step))  # fmt: skip
         return cmds
 
     def param_loads(self, st: _Step) -> list[_Cmd]:
@@ -436,18 +443,19 @@ class _Builder:
         geo, layer = self.geo, self.layer
         r, c = geo.row_tiles[st.ty], geo.col_tiles[st.tx]
         base = geo.out_base[i % geo.nbuf]
+        step = self.stride["output"]
 
         def dram(oy: int) -> int:
             pixel = (st.b * layer.out_h + oy) * layer.out_w + c.out0
-            return self.addr["output"] + pixel * layer.c + st.g * geo.lanes
+            return self.addr["output"] + pixel * step + st.g * geo.lanes
 
         if c.out_n == layer.out_w:
             pieces = [(base, dram(r.out0), r.out_n * c.out_n)]
         else:
             pieces = [(base + y * c.out_n, dram(r.out0 + y), c.out_n) for y in range(r.out_n)]
         return [
-            _cmd(Op.STORE, vec=1, spad_addr=s0, dram_addr=d + (s0 - spad) * layer.c, rows=cnt,
-                 len=geo.group_len(st.g), stride=layer.c)
+            _cmd(Op.STORE, vec=1, spad_addr=s0, dram_addr=d + (s0 - spad) * step, rows=cnt,
+                 len=geo.group_len(st.g), stride=step)
             for spad, d, n in pieces
             for s0, cnt in _runs(n, spad)
         ]  # fmt: skip
@@ -506,10 +514,102 @@ class _Builder:
 # -------------------------------------------------------------------- entry points
 
 
+def vector_inputs(layer: VectorLayer) -> tuple[str, ...]:
+    """Names of a vector layer's input tensors: ``("a", "b")`` for an add, else ``("input",)``."""
+    return ("a", "b") if isinstance(layer, Add) else ("input",)
+
+
+def vector_param_image(config: HWConfig, layer: VectorLayer, tensors: dict[str, Any]) -> np.ndarray:
+    """The parameter blocks of a vector layer, ``(groups, param_rows, rows)`` uint8.
+
+    The bytes a `vector_program` reads at ``params_addr`` (module docstring, ``docs/isa.md``):
+    bias, requantization and weights (depthwise) or zero points and multipliers (add), one block
+    per channel group. They do not depend on the plan.
+    """
+    if not isinstance(config, HWConfig):
+        raise TypeError(f"config must be an HWConfig, not {type(config).__name__}")
+    t = check_tensors(layer, tensors)
+    return _param_image(VectorGeometry(config, layer, VectorPlan(1, 1, False)), t)
+
+
+def vector_program(
+    config: HWConfig,
+    layer: VectorLayer,
+    plan: VectorPlan,
+    *,
+    inputs: dict[str, int],
+    params_addr: int,
+    output_addr: int,
+    input_strides: dict[str, int] | None = None,
+    output_stride: int | None = None,
+) -> tuple[int, ...]:
+    """The program of a vector layer whose tensors lie at given DRAM addresses.
+
+    Parameters
+    ----------
+    config : HWConfig
+    layer : DepthwiseConv2D, Add or Pool2D
+    plan : VectorPlan
+        Validated against the layer (`VectorPlan.validate`).
+    inputs : dict of str to int
+        DRAM byte of channel 0 of pixel 0 of each input (`vector_inputs`: ``input``, or ``a``
+        and ``b``); channel ``ch`` of pixel ``p`` (``(b*h + y)*w + x``) is at
+        ``addr + p*stride + ch``.
+    params_addr : int
+        DRAM byte of the `vector_param_image`.
+    output_addr : int
+        DRAM byte of channel 0 of output pixel 0.
+    input_strides, output_stride : int, optional
+        Bytes from one pixel to the next (default ``c``, a packed NHWC tensor; more to read or
+        write a channel slice of a wider tensor, e.g. a concatenation's buffer).
+
+    Returns
+    -------
+    tuple of int
+        The 128-bit command words, ending with FENCE.
+
+    Raises
+    ------
+    ValueError
+        A plan that does not fit, a missing input, a stride below ``c`` or beyond the LOAD /
+        STORE stride fields, or an address outside the 32-bit DRAM space.
+    """
+    if not isinstance(plan, VectorPlan):
+        raise TypeError(f"plan must be a VectorPlan, not {type(plan).__name__}")
+    geo = VectorGeometry(config, layer, plan)
+    if geo.error:
+        raise ValueError(geo.error)
+    names = vector_inputs(layer)
+    if set(inputs) != set(names):
+        raise ValueError(
+            f"layer {layer.name!r}: inputs must give the addresses of {', '.join(names)}, "
+            f"not {', '.join(inputs) or 'nothing'}"
+        )
+    strides = {name: layer.c for name in names} | dict(input_strides or {})
+    strides["output"] = layer.c if output_stride is None else output_stride
+    addr = {**inputs, "params": params_addr, "output": output_addr}
+    for name, step in strides.items():
+        limit = _MAX_STORE_STRIDE if name == "output" else _MAX_LOAD_STRIDE
+        if not isinstance(step, int) or not layer.c <= step <= limit:
+            raise ValueError(
+                f"layer {layer.name!r}: the {name} stride {step!r} must be in c={layer.c}.."
+                f"{limit} bytes between pixels"
+            )
+    for name, a in addr.items():
+        if not isinstance(a, int) or not 0 <= a < _DRAM_SPACE:
+            raise ValueError(
+                f"layer {layer.name!r}: {name} address {a!r} is outside the 32-bit DRAM space"
+            )
+    return tuple(cmd.word() for cmd in _Builder(geo, addr, strides).build())
+
+
 def lower_vector(
     config: HWConfig, layer: VectorLayer, tensors: dict[str, Any], plan: VectorPlan | None = None
 ) -> Lowered:
     """Lower a vector layer and its tensors to a program and DRAM image for ``config``.
+
+    Lays out its own image (inputs, parameter blocks, output, program, each `ALIGN`-ed from
+    address 0) and builds the program with `vector_program`.
 
     Parameters
     ----------
@@ -550,7 +650,7 @@ def lower_vector(
         raise ValueError(geo.error)
 
     params = _param_image(geo, t)
-    inputs = ("a", "b") if isinstance(layer, Add) else ("input",)
+    inputs = vector_inputs(layer)
     arrays = {name: np.ascontiguousarray(t[name], dtype=np.int8) for name in inputs}
     specs = [(name, arrays[name].nbytes, layer.input_shape, "int8", "NHWC int8") for name in inputs]
     specs += [
@@ -567,7 +667,14 @@ def lower_vector(
         regions[name] = Region(name, cursor, nbytes, tuple(shape), dtype, layout)
         cursor = _align(cursor + nbytes)
 
-    program = tuple(cmd.word() for cmd in _Builder(geo, addr).build())
+    program = vector_program(
+        config,
+        layer,
+        plan,
+        inputs={name: addr[name] for name in inputs},
+        params_addr=addr["params"],
+        output_addr=addr["output"],
+    )
     prog_bytes = isa.to_bytes(program)
     regions["program"] = Region("program", cursor, len(prog_bytes), (len(program), isa.CMD_BYTES),
                                 "uint8", "128-bit little-endian command words")  # fmt: skip
