@@ -27,6 +27,54 @@ def _cmd_verilog(args: argparse.Namespace) -> int:
 
 
 def _cmd_sim(args: argparse.Namespace) -> int:
+    if args.network:
+        return _sim_network(args)
+    network_only = [f for f, v in (("--input-size", args.input_size), ("--naive", args.naive)) if v]
+    if network_only:
+        raise ValueError(f"{', '.join(network_only)} apply only to --network, not --layer")
+    return _sim_layer(args)
+
+
+def _sim_network(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
+
+    from mapping.compiler import compile_network, naive_plans
+    from mapping.zoo import get_network
+    from rtl.config import load_config
+    from tb.sim_network import run_network
+
+    layer_only = [f"--{k}" for k in ("tile", "dataflow", "save") if getattr(args, k)]
+    if layer_only:
+        raise ValueError(f"{', '.join(layer_only)} apply only to --layer, not --network")
+    cfg = load_config(args.config)
+    network = get_network(args.network, input_size=args.input_size or 224)
+    plans = naive_plans(cfg, network) if args.naive else None
+    mapping = "naive plans" if args.naive else "default plans"
+    if not args.json:
+        print(
+            f"compiling {network.name} ({network.input_shape[1]}x{network.input_shape[2]}, "
+            f"{len(network)} nodes, {network.macs:,} MACs) for {cfg.name} with {mapping}...",
+            flush=True,
+        )
+    compiled = compile_network(cfg, network, plans, seed=args.seed)
+    if not args.json:
+        print(
+            f"simulating {len(compiled.program):,} commands over a {len(compiled.image):,}-byte "
+            f"image ({args.sim}); building the core if needed...",
+            flush=True,
+        )
+    report = run_network(
+        cfg, compiled, sim=args.sim, latency=args.dram_latency, bandwidth=args.dram_bw
+    )
+    if args.json:
+        print(json.dumps(asdict(report) | {"plans": mapping}, indent=2))
+    else:
+        print(report.summary())
+    return 0 if report.bit_exact else 1
+
+
+def _sim_layer(args: argparse.Namespace) -> int:
     import json
 
     from kernels.layers import VECTOR_LAYERS, parse_layer_spec
@@ -257,27 +305,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_report)
 
     from kernels.layers import LAYER_SPEC_HELP
+    from mapping.zoo import NETWORKS
 
     p = sub.add_parser(
         "sim",
-        help="run one layer on the RTL with random data and check it bit-exact",
+        help="run one layer or a whole network on the RTL with random data, checked bit-exact",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Lower one layer (random int8 data, realistic requantization) into a program "
-        "(convolutions and dense layers on the systolic array; depthwise, add and pooling on the "
-        "vector unit), run it on the generated core in Verilator or Icarus against the simulated "
-        "DRAM, compare "
-        "every output with the golden model, and report cycles, MAC utilization, DRAM bytes and "
-        "the performance counters. Exit status 1 if the RTL output differs.\n\n" + LAYER_SPEC_HELP,
+        description="--layer: lower one layer (random int8 data, realistic requantization) into "
+        "a program (convolutions and dense layers on the systolic array; depthwise, add and "
+        "pooling on the vector unit), run it on the generated core in Verilator or Icarus against "
+        "the simulated DRAM, compare every output with the golden model, and report cycles, MAC "
+        "utilization, DRAM bytes and the performance counters.\n\n"
+        "--network: compile a whole network (mapping.compiler: one program, one DRAM image, "
+        "requantization calibrated on random data) and run it as one job; every node's tensor "
+        "is compared with its golden (docs/networks.md).\n\n"
+        "Exit status 1 if the RTL output differs.\n\n" + LAYER_SPEC_HELP,
     )
     _add_config(p)
-    p.add_argument("--layer", required=True, metavar="SPEC", help="layer spec (see above)")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--layer", metavar="SPEC", help="layer spec (see above)")
+    what.add_argument(
+        "--network",
+        metavar="NAME",
+        help=f"a built-in network: {', '.join(NETWORKS)}",
+    )
+    p.add_argument(
+        "--input-size",
+        type=int,
+        metavar="N",
+        help="--network: N x N input image (default 224; 32 is the smallest for most)",
+    )
+    p.add_argument(
+        "--naive",
+        action="store_true",
+        help="--network: the naive baseline (mapping.compiler.naive_plans: no double "
+        "buffering, depthwise on the array one channel at a time) instead of the default plans",
+    )
     p.add_argument("--sim", choices=["verilator", "icarus"], default="verilator")
     p.add_argument("--seed", type=int, default=0, help="random data seed (default 0)")
-    p.add_argument("--tile", metavar="OHxOW", help="output tile, e.g. 8x56 (default: chosen)")
+    p.add_argument(
+        "--tile", metavar="OHxOW", help="--layer: output tile, e.g. 8x56 (default: chosen)"
+    )
     p.add_argument(
         "--dataflow",
         choices=["ws", "os"],
-        help="lower weight- or output-stationary (default: ws when the config has it)",
+        help="--layer: lower weight- or output-stationary (default: ws when the config has it)",
     )
     p.add_argument(
         "--dram-latency",
@@ -296,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--save",
         metavar="DIR",
-        help="write inputs, weights, bias, requant parameters and the RTL output as "
+        help="--layer: write inputs, weights, bias, requant parameters and the RTL output as "
         ".npy with manifest.json and a NumPy-only recheck.py",
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")

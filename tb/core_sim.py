@@ -16,7 +16,7 @@ from rtl.config import HWConfig
 from rtl.core import COUNTERS
 from rtl.isa import Cause
 from tb import runner
-from tb.dram import DEFAULT_DRAM_BYTES, read_hex, write_hex
+from tb.dram import DEFAULT_DRAM_BYTES, dram_bytes_for, read_hex, write_hex
 
 __all__ = ["CoreJob", "SimResult", "run_programs"]
 
@@ -54,12 +54,12 @@ class CoreJob:
             timeout=timeout,
         )
 
-    def check(self, config: HWConfig) -> None:
+    def check(self, config: HWConfig, dram_bytes: int = DEFAULT_DRAM_BYTES) -> None:
         beat = config.dma_beat_bytes
-        if len(self.image) > DEFAULT_DRAM_BYTES:
+        if len(self.image) > dram_bytes:
             raise ValueError(
-                f"job {self.name!r}: DRAM image of {len(self.image)} bytes exceeds the simulated "
-                f"DRAM ({DEFAULT_DRAM_BYTES} bytes)"
+                f"job {self.name!r}: DRAM image of {len(self.image):,} bytes exceeds the "
+                f"simulated DRAM ({dram_bytes:,} bytes); run it with a larger dram_bytes"
             )
         if self.program_addr % max(16, beat):
             raise ValueError(f"job {self.name!r}: program address must be {max(16, beat)}-aligned")
@@ -100,13 +100,26 @@ class SimResult:
 
 
 def run_programs(
-    config: HWConfig, jobs: list[CoreJob], *, sim: str = "verilator", name: str = "core"
+    config: HWConfig,
+    jobs: list[CoreJob],
+    *,
+    sim: str = "verilator",
+    name: str = "core",
+    dram_bytes: int | None = None,
 ) -> list[SimResult]:
-    """Run ``jobs`` on the core RTL of ``config``; one simulator process for all of them."""
+    """Run ``jobs`` on the core RTL of ``config``; one simulator process for all of them.
+
+    ``dram_bytes`` sizes the simulated DRAM; by default `tb.dram.dram_bytes_for` the largest
+    image (the shared 16 MiB build when they fit, else a build with a larger DRAM).
+    """
     beat = config.dma_beat_bytes
+    if dram_bytes is None:
+        dram_bytes = dram_bytes_for(max((len(job.image) for job in jobs), default=0))
     for job in jobs:
-        job.check(config)
-    b = runner.build(config, sim, top="core")
+        job.check(config, dram_bytes)
+    b = runner.build(
+        config, sim, top="core", dram_bytes=None if dram_bytes == DEFAULT_DRAM_BYTES else dram_bytes
+    )
     work = b.build_dir / "runs" / name
     work.mkdir(parents=True, exist_ok=True)
     spec = []

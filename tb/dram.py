@@ -20,6 +20,7 @@ __all__ = [
     "DRAM_SOURCE",
     "bench_top_ports",
     "bench_top_verilog",
+    "dram_bytes_for",
     "read_hex",
     "write_hex",
 ]
@@ -27,6 +28,8 @@ __all__ = [
 BENCH_TOP = "tandem_tb"
 DRAM_SOURCE = Path(__file__).resolve().parent / "hdl" / "tandem_dram.v"
 DEFAULT_DRAM_BYTES = 16 << 20
+#: The largest simulated DRAM a bench is built with (the simulator holds all of it in memory).
+MAX_DRAM_BYTES = 256 << 20
 CLOCK_PERIOD_NS = 10  # the bench's clock, generated in tandem_tb (tb_core.PERIOD_NS)
 
 _DRAM_PORTS = {
@@ -67,6 +70,26 @@ def read_hex(path: str | Path, beat: int) -> bytes:
     return words.tobytes()
 
 
+def dram_bytes_for(nbytes: int) -> int:
+    """The simulated DRAM size a bench needs for an image of ``nbytes``: `DEFAULT_DRAM_BYTES`
+    (the build every bench shares) if it fits, else the next power of two.
+
+    Raises
+    ------
+    ValueError
+        ``nbytes`` beyond `MAX_DRAM_BYTES`.
+    """
+    if nbytes > MAX_DRAM_BYTES:
+        raise ValueError(
+            f"a DRAM image of {nbytes:,} bytes exceeds the largest simulated DRAM "
+            f"({MAX_DRAM_BYTES:,} bytes, tb.dram.MAX_DRAM_BYTES); use a smaller workload"
+        )
+    size = DEFAULT_DRAM_BYTES
+    while size < nbytes:
+        size *= 2
+    return size
+
+
 def bench_top_ports(config: HWConfig) -> dict[str, tuple[str, int]]:
     """Ports of ``tandem_tb``: the core's, minus its memory port, plus the DRAM's."""
     ports = {n: d for n, d in top_ports(config, "core").items() if not n.startswith("mem__")}
@@ -78,8 +101,11 @@ def bench_top_ports(config: HWConfig) -> dict[str, tuple[str, int]]:
 def bench_top_verilog(config: HWConfig, dram_bytes: int = DEFAULT_DRAM_BYTES) -> str:
     """Verilog of ``tandem_tb`` for ``config`` with a DRAM of ``dram_bytes``."""
     beat = config.dma_beat_bytes
-    if dram_bytes % beat:
-        raise ValueError(f"dram_bytes {dram_bytes} is not a multiple of the beat {beat}")
+    if dram_bytes % beat or not 0 < dram_bytes <= MAX_DRAM_BYTES:
+        raise ValueError(
+            f"dram_bytes {dram_bytes} must be a positive multiple of the beat {beat}, at most "
+            f"{MAX_DRAM_BYTES}"
+        )
     core_ports = top_ports(config, "core")
     ports = bench_top_ports(config)
     decl = []

