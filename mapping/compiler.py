@@ -73,6 +73,8 @@ from rtl import isa
 from rtl.config import HWConfig
 from rtl.isa import Op
 
+from .layer_cost import layer_cost
+from .mapper import naive_plan
 from .workloads import INPUT, Concat, Flatten, Network, Node, Reshape
 
 __all__ = [
@@ -241,6 +243,18 @@ class CompiledNetwork:
         """The program as assembly text, one command a line."""
         return isa.disassemble(self.program)
 
+    def model_cycles(self, *, bandwidth: float = 16, latency: int = 20) -> dict[str, int]:
+        """Per node, the cycles `mapping.layer_cost.layer_cost` predicts for its plan (0 for
+        views); the layers run one after another, so the network's prediction is their sum."""
+        return {
+            node.name: layer_cost(
+                self.config, node.op, self.plans[node.name], bandwidth=bandwidth, latency=latency
+            ).cycles
+            if node.name in self.plans
+            else 0
+            for node in self.network
+        }
+
 
 # -------------------------------------------------------------------- plans
 
@@ -272,22 +286,15 @@ def default_plans(config: HWConfig, network: Network) -> dict[str, Plan]:
 
 
 def naive_plans(config: HWConfig, network: Network) -> dict[str, Plan]:
-    """The naive baseline: what an accelerator without a vector unit or a mapper does.
+    """The naive baseline, `mapping.mapper.naive_plan` for every node with work.
 
-    Every convolution and dense layer gets its `default_plan` (the largest tile) with
-    ``double_buffer=False`` (loads, compute and stores take turns); every depthwise layer runs on
-    the array one channel at a time (Gemmini's way, `kernels.naive`), its channel convolution
-    tiled the same way; adds and pools stay on the vector unit (the array cannot do them).
+    What an accelerator without a vector unit or a mapper does: every convolution, dense and
+    depthwise layer on the array (depthwise one channel at a time, Gemmini's way,
+    `kernels.naive`) with the largest single-buffered tile (loads, compute and stores take
+    turns); adds and pools single-buffered on the vector unit (the array cannot do them). The
+    same plans as ``map_network(config, network, naive=True).plans``.
     """
-    plans: dict[str, Plan] = {}
-    for node in network:
-        op = node.op
-        if isinstance(op, Conv2D | Dense | DepthwiseConv2D):
-            layer = _array_layer(op)
-            plans[node.name] = dataclasses.replace(default_plan(config, layer), double_buffer=False)
-        elif isinstance(op, Add | Pool2D):
-            plans[node.name] = default_vector_plan(config, op)
-    return plans
+    return {node.name: naive_plan(config, node.op) for node in network if node.engine != "none"}
 
 
 def _resolve_plans(

@@ -29,7 +29,8 @@ def _cmd_verilog(args: argparse.Namespace) -> int:
 def _cmd_sim(args: argparse.Namespace) -> int:
     if args.network:
         return _sim_network(args)
-    network_only = [f for f, v in (("--input-size", args.input_size), ("--naive", args.naive)) if v]
+    given = {"--input-size": args.input_size, "--naive": args.naive, "--mapped": args.mapped}
+    network_only = [flag for flag, value in given.items() if value]
     if network_only:
         raise ValueError(f"{', '.join(network_only)} apply only to --network, not --layer")
     return _sim_layer(args)
@@ -49,8 +50,15 @@ def _sim_network(args: argparse.Namespace) -> int:
         raise ValueError(f"{', '.join(layer_only)} apply only to --layer, not --network")
     cfg = load_config(args.config)
     network = get_network(args.network, input_size=args.input_size or 224)
-    plans = naive_plans(cfg, network) if args.naive else None
-    mapping = "naive plans" if args.naive else "default plans"
+    if args.naive:
+        plans, mapping = naive_plans(cfg, network), "naive plans"
+    elif args.mapped:
+        from mapping.mapper import map_network
+
+        plans = map_network(cfg, network, bandwidth=args.dram_bw, latency=args.dram_latency).plans
+        mapping = "the mapper's plans (objective cycles)"
+    else:
+        plans, mapping = None, "default plans"
     if not args.json:
         print(
             f"compiling {network.name} ({network.input_shape[1]}x{network.input_shape[2]}, "
@@ -335,11 +343,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="--network: N x N input image (default 224; 32 is the smallest for most)",
     )
-    p.add_argument(
+    plans = p.add_mutually_exclusive_group()
+    plans.add_argument(
         "--naive",
         action="store_true",
         help="--network: the naive baseline (mapping.compiler.naive_plans: no double "
         "buffering, depthwise on the array one channel at a time) instead of the default plans",
+    )
+    plans.add_argument(
+        "--mapped",
+        action="store_true",
+        help="--network: the mapper's plans (mapping.mapper.map_network, objective cycles) "
+        "instead of the default plans",
     )
     p.add_argument("--sim", choices=["verilator", "icarus"], default="verilator")
     p.add_argument("--seed", type=int, default=0, help="random data seed (default 0)")

@@ -32,6 +32,7 @@ class NodeRun:
     macs: int
     commands: int
     mismatches: int
+    model_cycles: int  # mapping.layer_cost's prediction for the node's plan (0 for views)
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ class NetworkRun:
 
     ``utilization`` is the network's MACs (convolutions, depthwise, dense) over ``cycles``
     times the array's peak (``rows * cols`` MACs per cycle), whichever engine did them.
+    ``model_cycles`` is what `mapping.layer_cost.layer_cost` predicts for the plans, the layers
+    one after another (as the FENCEs run them), at the run's DRAM latency and bandwidth.
     """
 
     network: str
@@ -52,6 +55,7 @@ class NetworkRun:
     mismatches: int
     first_mismatch: str | None
     cycles: int
+    model_cycles: int
     macs: int
     utilization: float
     bytes_read: int
@@ -71,13 +75,13 @@ class NetworkRun:
         """A per-node table and the totals, as text."""
         head = (
             f"{'node':<26} {'kind':<9} {'engine':<11} {'output':<16} {'MACs':>11} "
-            f"{'commands':>8} {'mismatches':>10}"
+            f"{'commands':>8} {'model cycles':>12} {'mismatches':>10}"
         )
         rows = [head]
         for n in self.nodes:
             rows.append(
                 f"{n.name:<26} {n.kind:<9} {n.engine:<11} {'x'.join(map(str, n.shape)):<16} "
-                f"{n.macs:>11,} {n.commands:>8,} {n.mismatches:>10,}"
+                f"{n.macs:>11,} {n.commands:>8,} {n.model_cycles:>12,} {n.mismatches:>10,}"
             )
         verdict = "BIT-EXACT in every tensor" if self.bit_exact else "MISMATCH"
         if self.mismatches:
@@ -88,7 +92,9 @@ class NetworkRun:
             f"network    {self.network} on {self.config} ({self.sim}), seed {self.seed}, DRAM "
             f"latency {self.dram_latency} cycles, {self.dram_bandwidth} B/cycle",
             f"result     {verdict}",
-            f"cycles     {self.cycles:,}",
+            f"cycles     {self.cycles:,} on the RTL; the model (mapping.layer_cost) predicts "
+            f"{self.model_cycles:,}"
+            + (f" (RTL/model {self.cycles / self.model_cycles:.3f})" if self.model_cycles else ""),
             f"MACs       {self.macs:,}  utilization {100 * self.utilization:.1f}% of the array's "
             "peak",
             f"DRAM       read {self.bytes_read:,} B, written {self.bytes_written:,} B; image "
@@ -163,6 +169,7 @@ def run_network(
     else:
         per_node = {name: compiled.goldens[name].size for name in compiled.nodes}
     first = next((name for name in compiled.nodes if per_node[name]), None)
+    model = compiled.model_cycles(bandwidth=bandwidth, latency=latency)
     stats = {s.name: s for s in compiled.network.stats}
     nodes = tuple(
         NodeRun(
@@ -173,6 +180,7 @@ def run_network(
             macs=stats[name].macs,
             commands=compiled.commands[name][1] - compiled.commands[name][0],
             mismatches=per_node[name] if done else 0,
+            model_cycles=model[name],
         )
         for name in compiled.nodes
     )
@@ -189,6 +197,7 @@ def run_network(
         mismatches=mismatches,
         first_mismatch=first if done else None,
         cycles=cycles,
+        model_cycles=sum(model.values()),
         macs=compiled.macs,
         utilization=compiled.macs / (cycles * config.pes) if cycles else 0.0,
         bytes_read=res.counters["rd_bytes"],

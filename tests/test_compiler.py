@@ -21,6 +21,7 @@ from mapping.compiler import (
     default_plans,
     naive_plans,
 )
+from mapping.mapper import map_network
 from mapping.workloads import INPUT, NetworkBuilder
 from mapping.zoo import get_network
 from rtl import isa
@@ -273,11 +274,14 @@ def test_plans():
         if node.kind in ("conv", "dense", "depthwise"):
             assert isinstance(plan, TilePlan) and not plan.double_buffer
         elif node.kind in ("add", "maxpool", "avgpool"):
-            assert plan == default_vector_plan(config, node.op)
+            assert isinstance(plan, VectorPlan) and not plan.double_buffer
         else:
             assert plan is None
+    assert naive == map_network(config, network, naive=True).plans
     compiled = compile_network(config, network, naive)
     assert compiled.engines["b4.dw"] == "array-naive" and compiled.engines["cat"] == "view"
+    model = compiled.model_cycles()
+    assert model["cat"] == 0 and all(model[n] > 0 for n in compiled.plans)
     assert compile_network(config, network).engines["b4.dw"] == "vector"
     assert compile_network(config, network).plans == default_plans(config, network)
 
