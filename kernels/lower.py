@@ -40,6 +40,17 @@ once, first.
 Every push has exactly one pop (no token is left over), and every pop's push comes earlier in the
 program, so no queue depth can deadlock the decoder.
 
+K groups
+--------
+When one n-tile's weights do not fit the scratchpad, ``TilePlan.k_groups`` splits the reduction:
+the chunks run in ``k_groups`` groups of ``ceil(nchunks/k_groups)`` chunks, and the input and
+weight slots hold one group's chunks (weights then always stream). Each (image, output tile,
+n-tile) becomes ``k_groups`` consecutive steps, one per group: each loads its group's input
+chunks and weights (l2e/e2l as above, a slot per group), group 0's first MATMUL starts the
+accumulator tile from the bias and pops s2e, the MATMULs of group ``g > 0`` accumulate onto the
+tile group ``g - 1`` left (``acc=1``; os: the ``drain=1`` adds onto the rows), and only the last
+group's last MATMUL pushes e2s. The tokens keep the invariants above.
+
 Segments
 --------
 `lower_segments` builds one program for several convolutions of the same geometry (for example
@@ -127,6 +138,13 @@ class TilePlan:
         rows when the tile is at most ``rows`` wide, else pieces of one row), each one
         output-stationary MATMUL per (chunk, tap), the last with ``drain=1``. Buffers, loads,
         stores and tokens are the same in both.
+    k_groups : int
+        Split the reduction: the ``nchunks = ceil(cin/rows)`` input-channel chunks run in
+        ``k_groups`` groups of ``ceil(nchunks/k_groups)`` chunks (the last may be smaller, none
+        empty). The input slot and the weight slot hold one group's chunks; each group loads its
+        own input and weights and accumulates onto the accumulator tile of the previous group.
+        For layers whose weights of one n-tile do not fit the scratchpad; needs
+        ``resident_weights=False``.
     """
 
     oh_t: int
@@ -135,9 +153,10 @@ class TilePlan:
     resident_weights: bool = True
     n_outer: bool = False
     dataflow: str = "ws"
+    k_groups: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("oh_t", "ow_t"):
+        for name in ("oh_t", "ow_t", "k_groups"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"TilePlan.{name} must be a positive integer, not {v!r}")
@@ -147,6 +166,11 @@ class TilePlan:
                 raise TypeError(f"TilePlan.{name} must be a bool, not {v!r}")
         if self.dataflow not in ("ws", "os"):
             raise ValueError(f"TilePlan.dataflow must be 'ws' or 'os', not {self.dataflow!r}")
+        if self.k_groups > 1 and self.resident_weights:
+            raise ValueError(
+                f"TilePlan.k_groups={self.k_groups} needs resident_weights=False (each group "
+                f"streams its own weights)"
+            )
 
     @property
     def tile(self) -> str:
@@ -177,19 +201,25 @@ class _Geometry:
         r, c = config.rows, config.cols
         self.wrows = -(-c // r)
         self.nchunks = -(-conv.cin // r)
+        self.k_groups = plan.k_groups
+        self.group_chunks = -(-self.nchunks // plan.k_groups)  # chunks per group (the last: fewer)
         self.ntiles = -(-conv.cout // c)
         self.oh_t = min(plan.oh_t, conv.out_h)
         self.ow_t = min(plan.ow_t, conv.out_w)
         self.ih_t = (self.oh_t - 1) * conv.stride + conv.k
         self.iw_t = (self.ow_t - 1) * conv.stride + conv.k
-        self.in_rows = self.nchunks * self.ih_t * self.iw_t  # one input slot
+        self.in_rows = self.group_chunks * self.ih_t * self.iw_t  # one input slot
         self.wtile_rows = r * self.wrows  # one (chunk, tap) weight tile
-        self.wset_rows = self.nchunks * conv.k * conv.k * self.wtile_rows  # one n-tile's weights
+        self.wchunk_rows = conv.k * conv.k * self.wtile_rows  # one chunk's taps
+        self.wntile_rows = self.nchunks * self.wchunk_rows  # one n-tile's weights
+        self.wset_rows = self.group_chunks * self.wchunk_rows  # one n-tile's, one group's weights
         nbuf = 2 if plan.double_buffer else 1
         self.nin = nbuf
         self.nacc = nbuf
         self.nw = 1 if plan.resident_weights else nbuf
-        self.wslot_rows = self.wset_rows * (self.ntiles if plan.resident_weights else 1)
+        self.wslot_rows = (
+            self.ntiles * self.wntile_rows if plan.resident_weights else self.wset_rows
+        )
         self.acc_tile = self.oh_t * self.ow_t
         self.in_base = [i * self.in_rows for i in range(self.nin)]
         wbase = self.nin * self.in_rows
@@ -207,6 +237,12 @@ class _Geometry:
             return f"layer {conv.name!r}: {name} has no output-stationary dataflow"
         if plan.dataflow == "ws" and not cfg.has_ws:
             return f"layer {conv.name!r}: {name} has no weight-stationary dataflow"
+        if (plan.k_groups - 1) * self.group_chunks >= self.nchunks:
+            return (
+                f"layer {conv.name!r}: k_groups={plan.k_groups} leaves a group without input "
+                f"channels ({self.nchunks} chunk(s) of {cfg.rows} in groups of "
+                f"{self.group_chunks}); use k_groups={-(-self.nchunks // self.group_chunks)}"
+            )
         if plan.oh_t > conv.out_h or plan.ow_t > conv.out_w:
             return (
                 f"{where} is larger than the {conv.out_h}x{conv.out_w} output; use at most "
@@ -255,23 +291,24 @@ class _Geometry:
                 else (f"{self.nw} weight buffer(s) of one n-tile")
             )
             need = (
-                f"{self.nin} x {self.in_rows} for input tiles ({self.nchunks} chunk(s) of "
+                f"{self.nin} x {self.in_rows} for input tiles ({self.group_chunks} chunk(s) of "
                 f"{self.ih_t}x{self.iw_t} pixels) + {self.nw} x {self.wslot_rows} for {kind}"
             )
-            min_in = self.nin * self.nchunks * conv.k * conv.k  # a 1x1 tile's input
+            min_in = self.nin * self.group_chunks * conv.k * conv.k  # a 1x1 tile's input
             if self.nw * self.wslot_rows + min_in > spad_rows and (
                 not plan.resident_weights or self.ntiles == 1
             ):
                 return (
                     f"layer {conv.name!r}: the weights of one n-tile ({min(cfg.cols, conv.cout)} "
-                    f"output channels x {conv.k}x{conv.k} taps x {self.nchunks} chunk(s) of "
+                    f"output channels x {conv.k}x{conv.k} taps x {self.group_chunks} chunk(s) of "
                     f"{cfg.rows} input channels) need {self.nw} x {self.wset_rows} scratchpad "
                     f"rows, which with even a 1x1 tile's input ({min_in} rows) exceed the "
                     f"{spad_rows} of {name}; "
                     + (
                         "use double_buffer=False (one weight and one input buffer)"
                         if plan.double_buffer and self.wset_rows + min_in // self.nin <= spad_rows
-                        else "this layer needs a larger scratchpad (or split its input channels)"
+                        else "split the input channels into more groups (a larger k_groups, with "
+                        "resident_weights=False)"
                     )
                 )
             fix = (
@@ -286,7 +323,7 @@ class _Geometry:
         return None
 
 
-def _largest_tile(config: HWConfig, conv: Conv2D, **opts: bool) -> TilePlan | None:
+def _largest_tile(config: HWConfig, conv: Conv2D, **opts: bool | int) -> TilePlan | None:
     """Largest fitting tile: full output width if possible, then as many rows as fit."""
 
     def fits(oh: int, ow: int) -> bool:
@@ -317,8 +354,10 @@ def _traffic(config: HWConfig, conv: Conv2D, plan: TilePlan) -> int:
     """Rough DRAM bytes moved by the loads of a plan (for choosing the loop order)."""
     g = _Geometry(config, conv, plan)
     ntiles_sp = -(-conv.out_h // g.oh_t) * -(-conv.out_w // g.ow_t) * conv.batch
-    inputs = ntiles_sp * g.in_rows * config.rows
-    weights = g.ntiles * g.wset_rows * config.rows
+    inputs = ntiles_sp * g.in_rows * plan.k_groups * config.rows
+    weights = g.ntiles * g.wntile_rows * config.rows
+    if plan.k_groups > 1:  # every step reloads its group's input and weights
+        return g.ntiles * inputs + ntiles_sp * weights
     if plan.resident_weights:
         return inputs + weights
     if plan.n_outer:
@@ -339,13 +378,16 @@ def default_plan(config: HWConfig, layer: Layer, dataflow: str | None = None) ->
     2. double-buffered, weights streamed per n-tile (only with several n-tiles), in the loop
        order that moves fewer DRAM bytes; the better of 1 and 2 (full width first, then the
        larger tile) is taken if either fits;
-    3. the same with single buffering, when nothing fits double-buffered.
+    3. the same with single buffering, when nothing fits double-buffered;
+    4. only when none of these fits (one n-tile's weights, or a 1x1 tile's input, exceed the
+       scratchpad): the smallest ``k_groups`` for which a streamed mode fits, double-buffered if
+       it fits so, with the largest tile of that mode. Plans that fit with ``k_groups=1`` are
+       never split.
 
     Raises
     ------
     ValueError
-        Nothing fits (for example one n-tile's weights exceed the scratchpad); the message names
-        the layer and the limit.
+        Nothing fits even with one chunk per group; the message names the layer and the limit.
     """
     if dataflow is None:
         dataflow = "ws" if config.has_ws else "os"
@@ -377,9 +419,50 @@ def _default_plan(config: HWConfig, conv: Conv2D) -> TilePlan:
         candidates = [p for p in (resident, streamed) if p is not None]
         if candidates:
             return max(candidates, key=lambda p: (p.ow_t == conv.out_w, p.oh_t * p.ow_t))
+    kg = _min_k_groups(config, conv)
+    if kg is not None:
+        for double in (True, False):
+            options = [
+                p
+                for order in ((False, True) if ntiles > 1 else (False,))
+                if (
+                    p := _largest_tile(
+                        config,
+                        conv,
+                        resident_weights=False,
+                        n_outer=order,
+                        double_buffer=double,
+                        k_groups=kg,
+                    )
+                )
+            ]
+            if options:
+                return min(options, key=lambda p: _traffic(config, conv, p))
     # Say why even a 1x1 tile does not fit, in the most permissive weight mode.
     plan = TilePlan(1, 1, double_buffer=False, resident_weights=ntiles == 1)
     raise ValueError(f"no tile fits: {_Geometry(config, conv, plan).error}")
+
+
+def _min_k_groups(
+    config: HWConfig, conv: Conv2D, double_buffer: bool = False, n_outer: bool = False
+) -> int | None:
+    """The smallest ``k_groups > 1`` with which a 1x1 streamed tile fits (None: none does)."""
+    nchunks = -(-conv.cin // config.rows)
+    # Only the group size matters: try each size once, largest first (fewest groups).
+    sizes = sorted({-(-nchunks // n) for n in range(2, nchunks + 1)}, reverse=True)
+    for size in sizes:
+        kg = -(-nchunks // size)
+        plan = TilePlan(
+            1,
+            1,
+            double_buffer=double_buffer,
+            resident_weights=False,
+            n_outer=n_outer,
+            k_groups=kg,
+        )
+        if _Geometry(config, conv, plan).error is None:
+            return kg
+    return None
 
 
 # -------------------------------------------------------------------- result
@@ -481,6 +564,8 @@ class _Step:
     in_inst: int
     w_inst: int
     seg: int = 0
+    kg: int = 0  # the K group (0 .. k_groups-1); one step per group, in order
+    acc_inst: int = 0  # the accumulator tile (the same for all groups of a tile)
 
 
 @dataclass
@@ -522,17 +607,25 @@ class _Builder:
         else:
             order = [(sp, nt) for sp in spatial for nt in range(g.ntiles)]
         steps: list[_Step] = []
-        in_inst = w_inst = -1
+        in_inst = w_inst = acc_inst = -1
         for seg in range(len(self.segs)):  # each segment: new input and new weights
             prev_sp = prev_nt = None
             for sp, nt in order:
-                if sp != prev_sp:
-                    in_inst += 1
-                if prev_nt is None or (not self.plan.resident_weights and nt != prev_nt):
-                    w_inst += 1
-                steps.append(_Step(*sp, nt, in_inst, w_inst, seg))
-                prev_sp, prev_nt = sp, nt
+                acc_inst += 1
+                for kg in range(g.k_groups):
+                    # With k_groups > 1 the group changes every step: new input and weights.
+                    if (sp, kg) != prev_sp:
+                        in_inst += 1
+                    if prev_nt is None or (not self.plan.resident_weights and (nt, kg) != prev_nt):
+                        w_inst += 1
+                    steps.append(_Step(*sp, nt, in_inst, w_inst, seg, kg, acc_inst))
+                    prev_sp, prev_nt = (sp, kg), (nt, kg)
         return steps
+
+    def chunks(self, kg: int) -> range:
+        """The input-channel chunks of K group ``kg``."""
+        g = self.g
+        return range(kg * g.group_chunks, min(g.nchunks, (kg + 1) * g.group_chunks))
 
     def tile(self, ty: int, tx: int) -> tuple[int, int, int, int, int, int]:
         """(oy0, ox0, toh, tow, ih, iw) of a spatial tile."""
@@ -569,8 +662,9 @@ class _Builder:
 
         xa = min(max(0, -ix0), iw)
         xb = max(min(iw, conv.w - ix0), xa)
-        for kc in range(g.nchunks):
-            cb = base + kc * ih * iw
+        c0 = st.kg * g.group_chunks
+        for kc in self.chunks(st.kg):
+            cb = base + (kc - c0) * ih * iw
             for iy in range(ih):
                 y = iy0 + iy
                 row = cb + iy * iw
@@ -615,9 +709,11 @@ class _Builder:
     def weight_loads(self, st: _Step) -> list[_Cmd]:
         g, r = self.g, self.config.rows
         if self.plan.resident_weights:
-            first, n = 0, g.ntiles * g.wset_rows
+            first, n = 0, g.ntiles * g.wntile_rows
         else:
-            first, n = st.nt * g.wset_rows, g.wset_rows
+            chunks = self.chunks(st.kg)
+            first = st.nt * g.wntile_rows + chunks.start * g.wchunk_rows
+            n = len(chunks) * g.wchunk_rows
         base = g.w_base[st.w_inst % g.nw]
         dram = self.segs[st.seg].weights_addr + (first - base) * r
         return [
@@ -675,7 +771,8 @@ class _Builder:
         groups = self.groups(steps)
         first_use = {grp.first for grp in groups}
         releases = {grp.req for grp in groups if grp.req is not None}
-        nsteps = len(steps)
+        ntiles_acc = steps[-1].acc_inst + 1  # accumulator tiles (steps of group 0)
+        last_kg = g.k_groups - 1
         params = self.segs[0].requant
         store_cfg = (params.zero_point, params.lo, params.hi)
         prog = [_cmd(Op.CFG_STORE, zero_point=params.zero_point, lo=params.lo, hi=params.hi)]
@@ -710,17 +807,23 @@ class _Builder:
             in_base = g.in_base[st.in_inst % g.nin]
             w_base = g.w_base[st.w_inst % g.nw]
             if self.plan.resident_weights:
-                w_base += st.nt * g.wset_rows
-            acc_addr = g.acc_base[i % g.nacc]
+                w_base += st.nt * g.wntile_rows
+            acc_addr = g.acc_base[st.acc_inst % g.nacc]
+            chunks = range(len(self.chunks(st.kg)))  # slot-relative chunks of this group
             if self.plan.dataflow == "os":
-                exec_cmds += self.os_matmuls(in_base, w_base, acc_addr, toh, tow, ih, iw)
-            for kc in range(g.nchunks if self.plan.dataflow == "ws" else 0):
+                exec_cmds += self.os_matmuls(
+                    in_base, w_base, acc_addr, toh, tow, ih, iw, chunks, st.kg > 0
+                )
+            for kc in chunks if self.plan.dataflow == "ws" else ():
                 for ky in range(k):
                     for kx in range(k):
                         exec_cmds.append(
                             _cmd(
                                 Op.MATMUL,
-                                acc=int(bool(exec_cmds) and exec_cmds[-1].op == Op.MATMUL),
+                                # a later K group adds onto the tile the previous group left
+                                acc=int(
+                                    st.kg > 0 or (bool(exec_cmds) and exec_cmds[-1].op == Op.MATMUL)
+                                ),
                                 a_stride_x=s,
                                 a_addr=in_base + kc * ih * iw + ky * iw + kx,
                                 w_addr=w_base + ((kc * k + ky) * k + kx) * g.wtile_rows,
@@ -735,12 +838,15 @@ class _Builder:
             first_mm = next(cmd for cmd in exec_cmds if cmd.op == Op.MATMUL)
             if i in first_use:
                 first_mm.fields["pop_prev"] = True
-            if i >= g.nacc:
+            if st.kg == 0 and st.acc_inst >= g.nacc:
                 first_mm.fields["pop_next"] = True
-            exec_cmds[-1].fields["push_next"] = True
+            if st.kg == last_kg:
+                exec_cmds[-1].fields["push_next"] = True
             if i in releases:
                 exec_cmds[-1].fields["push_prev"] = True
             prog += exec_cmds
+            if st.kg != last_kg:  # only the last group's tile is stored
+                continue
             # store: requant table, then the tile's rows to the NHWC output
             store_cmds: list[_Cmd] = []
             if (params.zero_point, params.lo, params.hi) != store_cfg:
@@ -758,17 +864,27 @@ class _Builder:
                 quant_nt = (st.seg, st.nt)
             store_cmds += self.stores(st, acc_addr)
             store_cmds[0].fields["pop_prev"] = True
-            if i + g.nacc < nsteps:
+            if st.acc_inst + g.nacc < ntiles_acc:
                 store_cmds[-1].fields["push_prev"] = True
             prog += store_cmds
         prog.append(_cmd(Op.FENCE))
         return prog
 
     def os_matmuls(
-        self, in_base: int, w_base: int, acc_addr: int, toh: int, tow: int, ih: int, iw: int
+        self,
+        in_base: int,
+        w_base: int,
+        acc_addr: int,
+        toh: int,
+        tow: int,
+        ih: int,
+        iw: int,
+        chunks: range,
+        acc: bool,
     ) -> list[_Cmd]:
         """Output-stationary MATMULs of one tile: array tiles of <= rows pixels, each one block
-        per (chunk, tap), the last with drain=1 (the bias is added then)."""
+        per (chunk, tap) of ``chunks`` (slot-relative), the last with drain=1 (the bias is added
+        then, or with ``acc`` the drained sums are added to the accumulator rows)."""
         r, k, s, g = self.config.rows, self.conv.k, self.conv.stride, self.g
         blocks = []  # (oy, ox, ny, nx) within the tile
         if tow <= r:
@@ -777,7 +893,7 @@ class _Builder:
         else:
             blocks = [(oy, ox, 1, min(r, tow - ox)) for oy in range(toh) for ox in range(0, tow, r)]
         cmds = []
-        taps = [(kc, ky, kx) for kc in range(g.nchunks) for ky in range(k) for kx in range(k)]
+        taps = [(kc, ky, kx) for kc in chunks for ky in range(k) for kx in range(k)]
         for oy, ox, ny, nx in blocks:
             for t, (kc, ky, kx) in enumerate(taps):
                 cmds.append(
@@ -785,6 +901,7 @@ class _Builder:
                         Op.MATMUL,
                         os=1,
                         drain=int(t == len(taps) - 1),
+                        **({"acc": 1} if acc else {}),
                         a_stride_x=s,
                         a_addr=in_base + kc * ih * iw + (ky + oy * s) * iw + kx + ox * s,
                         w_addr=w_base + ((kc * k + ky) * k + kx) * g.wtile_rows,

@@ -294,10 +294,137 @@ def test_scratchpad_overflow_message():
 def test_weights_that_never_fit():
     cfg = CONFIGS["tiny"]
     layer = Conv2D("deep", h=4, w=4, cin=1000, cout=8, k=3, pad=1)
-    with pytest.raises(ValueError, match=r"layer 'deep': the weights of one n-tile .* exceed"):
-        default_plan(cfg, layer)
-    with pytest.raises(ValueError, match="the weights of one n-tile"):
+    with pytest.raises(ValueError, match=r"layer 'deep': the weights of one n-tile .* larger k_gr"):
         TilePlan(1, 1, resident_weights=False).validate(cfg, layer)
+    # default_plan splits the reduction instead: the smallest k_groups that fits.
+    plan = default_plan(cfg, layer)
+    assert plan.k_groups > 1 and not plan.resident_weights
+    plan.validate(cfg, layer)
+    smaller = dataclasses.replace(plan, k_groups=plan.k_groups - 1, double_buffer=False)
+    with pytest.raises(ValueError, match="the weights of one n-tile"):
+        smaller.validate(cfg, layer)
+    # Even one chunk per group cannot fit a scratchpad smaller than one chunk's weights.
+    small = cfg.replace(spad_kib=1)  # 256 rows, fewer than one chunk's 9x9 taps (324 rows)
+    big = Conv2D("deep9", h=9, w=9, cin=1000, cout=8, k=9)
+    with pytest.raises(ValueError, match=r"layer 'deep9': .*weights of one n-tile"):
+        default_plan(small, big)
+
+
+# ---------------------------------------------------------------- K groups (split reduction)
+
+# (config, layer spec, plan): chunk counts that do not divide into equal groups, cin not a
+# multiple of rows, both loop orders, single and double buffering, both dataflows.
+K_CASES = [
+    ("tiny", "gemm:m=5,k=30,n=6", TilePlan(1, 5, resident_weights=False, k_groups=2)),
+    ("tiny", "gemm:m=7,k=30,n=6",
+     TilePlan(1, 2, double_buffer=False, resident_weights=False, k_groups=3)),
+    ("tiny", "gemm:m=3,k=27,n=9", TilePlan(1, 3, resident_weights=False, k_groups=4)),
+    ("tiny", "gemm:m=3,k=27,n=9",
+     TilePlan(1, 2, resident_weights=False, n_outer=True, k_groups=4, dataflow="os")),
+    ("tiny", "conv:h=6,w=7,cin=19,cout=11,k=3,p=1",
+     TilePlan(2, 3, resident_weights=False, k_groups=3)),
+    ("tiny", "conv:h=6,w=7,cin=19,cout=11,k=3,p=1",
+     TilePlan(2, 3, resident_weights=False, n_outer=True, k_groups=2)),
+    ("tiny", "conv:h=6,w=7,cin=19,cout=11,k=3,p=1",
+     TilePlan(3, 4, double_buffer=False, resident_weights=False, k_groups=2)),
+    ("tiny", "conv:h=6,w=7,cin=27,cout=11,k=3,p=1",
+     TilePlan(2, 3, resident_weights=False, k_groups=4, dataflow="os")),
+    ("tiny", "conv:h=5,w=6,cin=27,cout=5,k=3,s=2,p=1,n=2",
+     TilePlan(2, 2, double_buffer=False, resident_weights=False, k_groups=4, dataflow="os")),
+    ("default", "conv:h=6,w=7,cin=70,cout=20,k=3,s=2,p=1,n=2",
+     TilePlan(2, 3, resident_weights=False, k_groups=3)),
+    ("default", "conv:h=5,w=5,cin=100,cout=40,k=3,p=1",
+     TilePlan(5, 5, double_buffer=False, resident_weights=False, n_outer=True, k_groups=4)),
+    ("default", "gemm:m=9,k=200,n=33,act=relu",
+     TilePlan(1, 4, resident_weights=False, k_groups=2)),
+    ("default", "gemm:m=9,k=200,n=33,act=relu",
+     TilePlan(1, 9, resident_weights=False, k_groups=4, dataflow="os")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("config", "spec", "plan"),
+    K_CASES,
+    ids=[f"{c}-{s}-{p.tile}-kg{p.k_groups}-{p.dataflow}" for c, s, p in K_CASES],
+)
+def test_k_groups_match_golden(config, spec, plan):
+    cfg = CONFIGS[config]
+    if plan.dataflow == "os":
+        cfg = cfg.replace(dataflow="both")
+    layer = parse_layer_spec(spec)
+    low = check_lowering(cfg, layer, plan, seed=len(spec))
+    # Each group loads its own weights: one n-tile's set of weight rows, split in k_groups.
+    g = -(-layer.as_conv().cin // cfg.rows)
+    group_chunks = -(-g // plan.k_groups)
+    assert (
+        plan.footprint(cfg, layer)[0]
+        < dataclasses.replace(plan, k_groups=1).footprint(cfg, layer)[0]
+        or group_chunks == g
+    )
+    mm = [isa.decode(w) for w in low.program if isa.decode(w).op == Op.MATMUL]
+    k = layer.as_conv().k
+    taps = g * k * k
+    # Exactly one MATMUL per step (ws) or array tile (os) starts a tile from the bias.
+    first = [c for c in mm if not c.acc and (c.os == 0 or c.drain)]
+    assert len(mm) >= taps and len(first) * taps <= len(mm)
+
+
+def test_k_groups_single_queue_slots_do_not_deadlock():
+    cfg = CONFIGS["tiny"].replace(load_queue_depth=1, exec_queue_depth=1, store_queue_depth=1)
+    layer = parse_layer_spec("conv:h=6,w=7,cin=19,cout=11,k=3,p=1")
+    check_lowering(cfg, layer, TilePlan(2, 3, resident_weights=False, k_groups=3))
+    check_lowering(cfg, layer, TilePlan(2, 3, resident_weights=False, k_groups=2, n_outer=True))
+
+
+def test_k_groups_unchanged_when_one():
+    # k_groups=1 is the default: the same plan and the same program as before the field.
+    cfg = CONFIGS["tiny"]
+    layer = parse_layer_spec("conv:h=6,w=7,cin=19,cout=11,k=3,p=1")
+    plan = TilePlan(2, 3, resident_weights=False)
+    assert plan == TilePlan(2, 3, resident_weights=False, k_groups=1)
+    assert default_plan(cfg, layer).k_groups == 1
+
+
+def test_default_plan_splits_fc6_and_scaled_fc6():
+    # VGG-16 fc6 on default: one n-tile's weights (25088 rows) exceed the 16384-row scratchpad.
+    fc6 = Dense("fc6", m=1, k=25088, n=4096)
+    cfg = CONFIGS["default"]
+    with pytest.raises(ValueError, match="the weights of one n-tile"):
+        TilePlan(1, 1, double_buffer=False, resident_weights=False).validate(cfg, fc6)
+    plan = default_plan(cfg, fc6)
+    assert plan.k_groups == 2 and not plan.resident_weights
+    plan.validate(cfg, fc6)
+    # The same shape scaled down (k=4000) on a small scratchpad, run bit for bit.
+    small = CONFIGS["tiny"].replace(spad_kib=4)  # 1024 rows; one n-tile's weights: 4000
+    layer = Dense("fc6s", m=2, k=4000, n=9)
+    plan = default_plan(small, layer)
+    assert plan.k_groups > 1
+    with pytest.raises(ValueError, match="weights of one n-tile"):
+        dataclasses.replace(plan, k_groups=plan.k_groups - 1, double_buffer=False).validate(
+            small, layer
+        )
+    check_lowering(small, layer, plan)
+
+
+@pytest.mark.parametrize(
+    ("plan", "match"),
+    [
+        (dict(k_groups=0), "k_groups must be a positive integer"),
+        (dict(k_groups=2), "k_groups=2 needs resident_weights=False"),
+        (dict(k_groups=True), "k_groups must be a positive integer"),
+    ],
+)
+def test_k_groups_bad_plans(plan, match):
+    with pytest.raises(ValueError, match=match):
+        TilePlan(1, 1, **plan)
+
+
+def test_k_groups_empty_group():
+    layer = parse_layer_spec("conv:h=6,w=7,cin=19,cout=11,k=3,p=1")  # 5 chunks on tiny
+    with pytest.raises(ValueError, match=r"k_groups=4 leaves a group without .* use k_groups=3"):
+        TilePlan(1, 1, resident_weights=False, k_groups=4).validate(CONFIGS["tiny"], layer)
+    with pytest.raises(ValueError, match=r"k_groups=6 leaves a group without .* use k_groups=5"):
+        TilePlan(1, 1, resident_weights=False, k_groups=6).validate(CONFIGS["tiny"], layer)
 
 
 @pytest.mark.parametrize(
