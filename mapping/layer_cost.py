@@ -255,30 +255,47 @@ def _array_model(
     preload = max(arr.preload_latency, r * wrows) + ExecUnit.ws_weight_gap
     nch, nt_n, taps = g.nchunks, g.ntiles, g.nchunks * k * k
     os_flow = plan.dataflow == "os"
+    # K groups (`TilePlan.k_groups`): each (image, tile, n-tile) is one step per group, each
+    # with its own load group (the group's input chunks and weights); a tile's groups
+    # accumulate and only the last one stores. With one group, that is the whole reduction.
+    kgs = plan.k_groups
+    split = kgs > 1
+    group_nch = [
+        min(nch, (kg + 1) * g.group_chunks) - kg * g.group_chunks for kg in range(kgs)
+    ]
+    group_c0 = [kg * g.group_chunks for kg in range(kgs)]
 
     # ---- per input tile: loads; per tile x n-tile: MATMULs and stores
-    chunk_beats = sum(
-        _mean_beats(in_stride, min(r, conv.cin - kc * r), beat, (kc * r) % beat)
-        for kc in range(nch)
-    )
+    group_chunk_beats = [
+        sum(
+            _mean_beats(in_stride, min(r, conv.cin - kc * r), beat, (kc * r) % beat)
+            for kc in range(group_c0[kg], group_c0[kg] + group_nch[kg])
+        )
+        for kg in range(kgs)
+    ]
+    chunk_beats = sum(group_chunk_beats)
     out_len = [min(c, conv.cout - nt * c) for nt in range(nt_n)]
     out_beats = [
         _mean_beats(out_stride, ln, beat, (nt * c) % beat) for nt, ln in enumerate(out_len)
     ]
-    w_rows = g.wset_rows * (nt_n if plan.resident_weights else 1)
-    w_cmds = -(-w_rows // _MAX_ROWS)
+    w_rows = g.wntile_rows * (nt_n if plan.resident_weights else 1)
     w_row_beats = _mean_beats(r, r, beat, 0)
+    # each group's weights are their own LOADs
+    group_w_rows = [n * g.wchunk_rows for n in group_nch] if split else [w_rows]
+    w_cmds = sum(-(-n // _MAX_ROWS) for n in group_w_rows)
     w_beats = w_rows * w_row_beats
     rows_ax = _axis(conv.h, conv.out_h, g.oh_t, k, s, conv.pad)
     cols_ax = _axis(conv.w, conv.out_w, g.ow_t, k, s, conv.pad)
 
-    streamed_inner = not plan.resident_weights and not plan.n_outer and nt_n > 1
+    # a weight set in every step's group (with K groups: every step loads its group's weights)
+    streamed_inner = split or (not plan.resident_weights and not plan.n_outer and nt_n > 1)
     streamed_cfg = nt_n > 1 and not plan.n_outer  # CFG_BIAS/CFG_QUANT every step
     # Totals over the kinds of spatial tile (each kind's tiles cost the same).
     spatial_tiles = conv.batch * sum(n for n, _ in rows_ax) * sum(n for n, _ in cols_ax)
     pixels = conv.batch * conv.out_h * conv.out_w
     # input tiles are loaded once per spatial tile (n inner), or once per step (n outer)
-    in_loads = nt_n if (plan.n_outer and spatial_tiles > 1) else 1
+    # (with K groups, in every step: the group changes from one step to the next)
+    in_loads = nt_n if (split or (plan.n_outer and spatial_tiles > 1)) else 1
     tot = dict.fromkeys(
         ("steps", "load_cmds", "load_rows", "load_beats", "store_cmds", "pixels", "matmuls",
          "streamed", "acc_write_rows"), 0.0
@@ -290,7 +307,7 @@ def _array_model(
             data_rows = yin * xin if xin and yin else 0
             merged = xa == 0 and xin == iw and iw == conv.w
             data_cmds = nch * ((-(-data_rows // _MAX_ROWS)) if merged else yin) if data_rows else 0
-            in_cmds = _zero_cmds(nch, ih, iw, ya, yin, xa, xin) + data_cmds
+            in_cmds = data_cmds + sum(_zero_cmds(n, ih, iw, ya, yin, xa, xin) for n in group_nch)
             m = toh * tow
             mms = taps * (_os_blocks(m, tow, toh, r) if os_flow else 1)
             tot["steps"] += n_sp * nt_n
@@ -301,7 +318,7 @@ def _array_model(
             tot["pixels"] += n_sp * m
             tot["matmuls"] += n_sp * nt_n * mms
             tot["streamed"] += n_sp * nt_n * (mms * r if os_flow else taps * m)
-            tot["acc_write_rows"] += n_sp * nt_n * m * (1 if os_flow else taps)
+            tot["acc_write_rows"] += n_sp * nt_n * m * (kgs if os_flow else taps)
     nsteps = round(tot["steps"])
     if streamed_inner:  # a weight set in every step's group
         tot["load_cmds"] += nsteps * w_cmds
@@ -336,18 +353,19 @@ def _array_model(
     image = [(ty, tx) for ty in row_seq for tx in col_seq]
     input_cache: dict[tuple, tuple[int, int, int, float]] = {}
 
-    def input_group(ty: tuple, tx: tuple) -> tuple[int, int, int, float]:
-        """(commands, rows, zero rows, beats) of one spatial tile's input loads."""
-        hit = input_cache.get((ty, tx))
+    def input_group(ty: tuple, tx: tuple, kg: int) -> tuple[int, int, int, float]:
+        """(commands, rows, zero rows, beats) of one spatial tile's input loads (K group kg)."""
+        hit = input_cache.get((ty, tx, kg))
         if hit is None:
             (_toh, ih, ya, yin), (_tow, iw, xa, xin) = ty, tx
+            n = group_nch[kg]
             data_rows = yin * xin
             merged = xa == 0 and xin == iw and iw == conv.w
-            data_cmds = (nch * (-(-data_rows // _MAX_ROWS) if merged else yin)) if data_rows else 0
-            cmds = _zero_cmds(nch, ih, iw, ya, yin, xa, xin) + data_cmds
-            rows = nch * ih * iw
-            hit = (cmds, rows, rows - nch * data_rows, data_rows * chunk_beats)
-            input_cache[(ty, tx)] = hit
+            data_cmds = (n * (-(-data_rows // _MAX_ROWS) if merged else yin)) if data_rows else 0
+            cmds = _zero_cmds(n, ih, iw, ya, yin, xa, xin) + data_cmds
+            rows = n * ih * iw
+            hit = (cmds, rows, rows - n * data_rows, data_rows * group_chunk_beats[kg])
+            input_cache[(ty, tx, kg)] = hit
         return hit
 
     t = _Recurrence(config, plan, latency, rate, fetch_rate, preload, os_flow, conv.out_w)
@@ -362,9 +380,8 @@ def _array_model(
             if plan.n_outer
             else [(sp, nt) for sp in range(len(spatial)) for nt in nts]
         )
-        w_rows = g.wset_rows * (nt_n if plan.resident_weights else 1)  # all, as the real one
-        w_cmds = -(-w_rows // _MAX_ROWS)
-        w_beats = w_rows * w_row_beats
+        w_rows = group_w_rows  # all n-tiles' (resident) or one n-tile's, per K group
+        w_cmds = [-(-n // _MAX_ROWS) for n in w_rows]
         in_inst = w_inst = -1
         last_in: list[int] = []  # last step of each input instance
         last_w: list[int] = []
@@ -372,46 +389,65 @@ def _array_model(
         pending: list[tuple[int, int | None, int, int, int, float]] = []
         # (first step, req, commands, rows, zero rows, beats) of the load groups
         steps_info = []
+        acc_i = 0
         for seg in range(nseg):
             prev_sp = prev_nt = None
             for sp, nt in order:
                 ty, tx = spatial[sp]
-                cmds = rows = zero = 0
-                beats = 0.0
-                reqs = []
-                new_w = prev_nt is None or (not plan.resident_weights and nt != prev_nt)
-                if new_w:
-                    w_inst += 1
-                    last_w.append(step)
-                    if w_inst >= g.nw:
-                        reqs.append(last_w[w_inst - g.nw])
-                    cmds, rows, beats = w_cmds, w_rows, w_beats
-                else:
-                    last_w[-1] = step
-                if sp != prev_sp:
-                    in_inst += 1
-                    last_in.append(step)
-                    if in_inst >= g.nin:
-                        reqs.append(last_in[in_inst - g.nin])
-                    ic, ir, iz, ib = input_group(ty, tx)
-                    cmds, rows, zero, beats = cmds + ic, rows + ir, zero + iz, beats + ib
-                else:
-                    last_in[-1] = step
-                if cmds:
-                    pending.append((step, reqs, cmds, rows, zero, beats))
                 # CFG_BIAS/CFG_QUANT when (segment, n-tile) changes; later segments set only
                 # the columns they store
-                cfg_change = prev_nt is None or nt != prev_nt
+                cfg_change = prev_nt is None or nt != prev_nt[0]
                 ncfg = (c if seg == 0 else min(c, out_len[nt])) if cfg_change else 0
-                steps_info.append((ty, tx, nt, ncfg))
-                prev_sp, prev_nt = sp, nt
-                step += 1
+                for kg in range(kgs):
+                    cmds = rows = zero = 0
+                    beats = 0.0
+                    reqs = []
+                    new_w = prev_nt is None or (
+                        not plan.resident_weights and (nt, kg) != prev_nt
+                    )
+                    if new_w:
+                        w_inst += 1
+                        last_w.append(step)
+                        if w_inst >= g.nw:
+                            reqs.append(last_w[w_inst - g.nw])
+                        cmds, rows, beats = w_cmds[kg], w_rows[kg], w_rows[kg] * w_row_beats
+                    else:
+                        last_w[-1] = step
+                    if (sp, kg) != prev_sp:
+                        in_inst += 1
+                        last_in.append(step)
+                        if in_inst >= g.nin:
+                            reqs.append(last_in[in_inst - g.nin])
+                        ic, ir, iz, ib = input_group(ty, tx, kg)
+                        cmds, rows, zero, beats = cmds + ic, rows + ir, zero + iz, beats + ib
+                    else:
+                        last_in[-1] = step
+                    if cmds:
+                        pending.append((step, reqs, cmds, rows, zero, beats))
+                    # CFG_BIAS before the tile's first group, CFG_QUANT and the stores after
+                    # its last
+                    steps_info.append(
+                        (
+                            ty,
+                            tx,
+                            nt,
+                            ncfg if kg == 0 else 0,
+                            ncfg if kg == kgs - 1 else 0,
+                            group_nch[kg] * k * k,
+                            kg == kgs - 1,
+                            kg == 0,
+                            acc_i,
+                        )
+                    )
+                    prev_sp, prev_nt = (sp, kg), (nt, kg)
+                    step += 1
+                acc_i += 1
         # a group waits for the last step still using either of its slots (known only now)
         groups = []
         for first, reqs, cmds, rows, zero, beats in pending:
             req = max((last_in_or_w for last_in_or_w in reqs), default=None)
             groups.append((first, req, cmds, rows, zero, beats))
-        return t.run(steps_info, groups, taps, out_beats, L, arr, r)
+        return t.run(steps_info, groups, out_beats, L, arr, r)
 
     # Segments (the channels of a depthwise layer), images and middle n-tiles repeat the same
     # steps: past the first few, each adds the same cycles to every term, so the recurrence
@@ -450,7 +486,8 @@ def _array_model(
         # ws: every MATMUL writes its rows, all but a step's first read them first (RMW);
         # os: the drain writes each pixel once (bias added then)
         "acc_write_rows": round(tot["acc_write_rows"]),
-        "acc_rmw_rows": 0 if os_flow else round(tot["pixels"]) * nt_n * (taps - 1),
+        # (os with K groups: the drains of groups after the first add onto the rows)
+        "acc_rmw_rows": round(tot["pixels"]) * nt_n * ((kgs - 1) if os_flow else (taps - 1)),
         "matmuls": round(tot["matmuls"]),
         "cfg": total_cfg,
     }
@@ -480,7 +517,10 @@ class _Recurrence:
         self.round_trip = latency + Fetch.max_burst(config.dma_beat_bytes) + Fetch.request_overhead
         self.hold = (0.0, 0.0)
 
-    def run(self, steps, groups, taps, out_beats, L, arr, r) -> dict[str, float]:
+    def run(self, steps, groups, out_beats, L, arr, r) -> dict[str, float]:
+        """``steps``: (row tile, column tile, n-tile, CFG_BIAS commands, CFG_QUANT commands,
+        (chunk, tap) pairs, stores, opens its accumulator tile, accumulator tile) each;
+        ``groups``: (first step, step that frees the slots, commands, rows, zero rows, beats)."""
         cfg, plan = self.cfg, self.plan
         ql, qs, qe = cfg.load_queue_depth, cfg.store_queue_depth, cfg.exec_queue_depth
         gap_ld, gap_st = LoadUnit.command_gap, StoreUnit.command_gap
@@ -494,7 +534,7 @@ class _Recurrence:
         terms = dict.fromkeys(TERMS, 0.0)
         n = len(steps)
         ex_ret = [0.0] * n
-        st_end = [0.0] * n
+        st_end = [0.0] * n  # by accumulator tile
         group_done: dict[int, float] = {}
         gi, ng = 0, len(groups)
         cum = 1  # commands in program order so far (CFG_STORE first)
@@ -524,8 +564,8 @@ class _Recurrence:
             return min(k, hold_at + depth / cmd_beats)
 
         kinds: dict[tuple, tuple] = {}
-        for i, (ty, tx, nt, ncfg) in enumerate(steps):
-            key = (ty, tx, nt, ncfg)
+        for i, (ty, tx, nt, ncfg, ncfg_q, taps, stores, opens, acc_i) in enumerate(steps):
+            key = (ty, tx, nt, ncfg, ncfg_q, taps, stores)
             kd = kinds.get(key)
             if kd is None:
                 toh, tow = ty[0], tx[0]
@@ -542,10 +582,10 @@ class _Recurrence:
                     per = max(m, self.preload, -(-(L + self.preload + m) // 2))
                     mms, comp, pre, fd = taps, taps * m, taps * (per - m), 0
                     tail, lead, first = L + retire - (per - m), issue + self.preload, m
-                st_cmds = 1 if tow == full_w else toh
-                sb = m * out_beats[nt]
+                st_cmds = (1 if tow == full_w else toh) if stores else 0
+                sb = m * out_beats[nt] if stores else 0.0
                 work = max(m + st_cmds * gap_st, sb / rate)
-                kd = (mms, comp, pre, fd, tail, lead, first + fd / mms, st_cmds + ncfg, sb, work)
+                kd = (mms, comp, pre, fd, tail, lead, first + fd / mms, st_cmds + ncfg_q, sb, work)
                 kinds[key] = kd
             mms, comp, pre, fd, tail, lead, last_lead, st_i, sb, work = kd
             step_cmds = ncfg + mms + st_i
@@ -588,8 +628,8 @@ class _Recurrence:
             done = group_done.get(i)
             if done is not None and done + lead > ready:
                 ready, why = done + lead, "dma_load"
-            if i >= nacc and st_end[i - nacc] + 1 + lead > ready:
-                ready, why = st_end[i - nacc] + 1 + lead, "dma_store"
+            if opens and acc_i >= nacc and st_end[acc_i - nacc] + 1 + lead > ready:
+                ready, why = st_end[acc_i - nacc] + 1 + lead, "dma_store"
             if ncfg and i > 0:  # CFG_BIAS waits for the array to drain
                 t = ex_ret[i - 1] + 1 + ncfg + lead
                 if t > ready:
@@ -616,14 +656,16 @@ class _Recurrence:
             compute += comp
             preload += pre
             fill_drain += fd
+            if not stores:  # a K group before the tile's last: its sums stay in the tile
+                continue
             # the step's stores (CFG_QUANT on an n-tile or segment change, then the STOREs)
             s_start = max(st_free, ex_ret[i] + 1)
             st_begin, st_beats = s_start, sb
-            st_free = s_start + ncfg + st_pipe + work
-            st_end[i] = st_free
+            st_free = s_start + ncfg_q + st_pipe + work
+            st_end[acc_i] = st_free
             if st_i > qs:
-                st_cmds = st_i - ncfg
-                disp = max(disp, s_start + (st_i - qs) * (work / st_cmds if ncfg == 0 else 1))
+                st_cmds = st_i - ncfg_q
+                disp = max(disp, s_start + (st_i - qs) * (work / st_cmds if ncfg_q == 0 else 1))
                 if s_start > hold_t and fetched_by(s_start) >= cum + qs:
                     hold_at, hold_t = cum + qs, s_start
             cum += st_i

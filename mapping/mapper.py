@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from kernels.layers import Add, Conv2D, Dense, DepthwiseConv2D, Pool2D
-from kernels.lower import TilePlan, _Geometry
+from kernels.lower import TilePlan, _Geometry, _min_k_groups
 from kernels.lower_vector import VectorGeometry, VectorPlan, _largest
 from rtl.config import HWConfig
 
@@ -175,13 +175,29 @@ def _tiles(out_h: int, out_w: int, fits) -> Iterator[tuple[int, int]]:
         yield _largest(1, out_h, lambda v: fits(v, widest)), widest
 
 
-def _array_modes(config: HWConfig, conv: Conv2D) -> Iterator[dict[str, bool]]:
+def _array_modes(config: HWConfig, conv: Conv2D) -> Iterator[dict[str, bool | int]]:
+    """The buffering modes, each as `TilePlan` keywords. A streamed mode in which not even a 1x1
+    tile fits (one n-tile's weights exceed the scratchpad) is split along the reduction
+    instead: the smallest ``k_groups`` that fits, and the next power of two above it."""
+    geo = config if config.has_ws else config.replace(dataflow="both")
     ntiles = -(-conv.cout // config.cols)
+    nchunks = -(-conv.cin // config.rows)
     for double in (True, False):
         yield {"double_buffer": double, "resident_weights": True, "n_outer": False}
-        if ntiles > 1:
-            for n_outer in (False, True):
-                yield {"double_buffer": double, "resident_weights": False, "n_outer": n_outer}
+        for n_outer in (False, True) if ntiles > 1 else (False,):
+            mode = {"double_buffer": double, "resident_weights": False, "n_outer": n_outer}
+            if _Geometry(geo, conv, TilePlan(1, 1, **mode)).error is None:
+                if ntiles > 1:  # one n-tile: the same as resident
+                    yield mode
+                continue
+            kg = _min_k_groups(geo, conv, double_buffer=double, n_outer=n_outer)
+            if kg is None:
+                continue
+            yield {**mode, "k_groups": kg}
+            more = 1 << kg.bit_length()  # the next power of two above kg
+            size = -(-nchunks // more)
+            if more <= nchunks and -(-nchunks // size) == more:  # no empty group
+                yield {**mode, "k_groups": more}
 
 
 def _array_plans(config: HWConfig, conv: Conv2D) -> Iterator[TilePlan]:
@@ -280,7 +296,8 @@ def _plan_text(plan: Plan | None) -> str:
     if isinstance(plan, VectorPlan):
         return f"{plan.tile} {buf}"
     weights = "res" if plan.resident_weights else ("n-out" if plan.n_outer else "n-in")
-    return f"{plan.dataflow} {plan.tile} {buf} {weights}"
+    split = f" k{plan.k_groups}" if plan.k_groups > 1 else ""  # the reduction in k_groups groups
+    return f"{plan.dataflow} {plan.tile} {buf} {weights}{split}"
 
 
 @dataclass(frozen=True)

@@ -287,7 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
         "shape, MACs, DRAM bytes, plan, predicted cycles, utilization) and the network totals. "
         "Plans read: 'ws 9x56 db res' = weight-stationary, 9x56 output tiles, double-buffered, "
         "weights resident (n-in / n-out: weights streamed, n-tiles inside / outside the "
-        "spatial tiles; sb = single-buffered).",
+        "spatial tiles; sb = single-buffered; k4 = the reduction split into 4 groups that "
+        "accumulate, for weights that do not fit the scratchpad).",
     )
     _add_config(p)
     _add_network_source(p)
