@@ -115,6 +115,36 @@ def test_mapped_beats_naive_and_puts_depthwise_on_the_vector_unit():
     assert len(mapped.plans) == sum(1 for n in net if n.engine != "none")
 
 
+def test_k_group_candidates_only_when_nothing_fits_unsplit():
+    """A dense layer whose one n-tile's weights exceed tiny's scratchpad gets K-group candidates
+    (the smallest k_groups that fits per mode, and the next power of two); layers that fit
+    unsplit get none."""
+    cfg = load_config("tiny")
+    for layer in LAYERS[:4]:
+        plans = candidate_plans(cfg, layer)
+        assert all(p.k_groups == 1 for p in plans if isinstance(p, TilePlan)), layer.name
+    deep = Dense("deep", m=2, k=20000, n=9)  # 5000 chunks: 20000 weight rows > 4096
+    plans = candidate_plans(cfg, deep)
+    assert plans and all(p.k_groups > 1 and not p.resident_weights for p in plans)
+    by_mode: dict[tuple[bool, bool], set[int]] = {}
+    for plan in plans:
+        plan.validate(cfg, deep)
+        by_mode.setdefault((plan.double_buffer, plan.n_outer), set()).add(plan.k_groups)
+    for (double, n_outer), kgs in by_mode.items():
+        lo, hi = min(kgs), max(kgs)
+        with pytest.raises(ValueError, match="weights of one n-tile"):  # one group fewer
+            TilePlan(1, 1, double, False, n_outer, k_groups=lo - 1).validate(cfg, deep)
+        assert hi == 1 << lo.bit_length()  # and the next power of two
+    assert naive_plan(cfg, deep).k_groups > 1
+
+
+def test_vgg16_fc6_maps_with_k_groups():
+    cfg = load_config("default")
+    mapped = map_network(cfg, get_network("vgg16"))
+    split = {name for name, plan in mapped.plans.items() if getattr(plan, "k_groups", 1) > 1}
+    assert split == {"fc6"}
+
+
 def test_naive_plan_is_the_largest_single_buffered_tile():
     cfg = load_config("default")
     plan = naive_plan(cfg, LAYERS[0])
