@@ -13,7 +13,15 @@ import pytest
 from kernels.conv import layer_golden, random_layer_data
 from kernels.interp import DeadlockError, HazardError, ProgramError, _decode, _Machine, execute, run
 from kernels.layers import Conv2D, Dense, parse_layer_spec
-from kernels.lower import ALIGN, TilePlan, default_plan, lower
+from kernels.lower import (
+    ALIGN,
+    Segment,
+    TilePlan,
+    default_plan,
+    lower,
+    lower_segments,
+    weight_image,
+)
 from rtl import isa
 from rtl.config import HWConfig, load_config
 from rtl.isa import Cause, Op
@@ -682,3 +690,38 @@ def test_os_interpreter_by_hand():
     x = a.astype(np.int64)
     want = x[[0, 2, 4]] @ w[:4].astype(np.int64) + x[[1, 3, 5]] @ w[4:].astype(np.int64)
     assert np.array_equal(mach.acc[1:4], want + np.arange(4) - 2)
+
+
+def test_k_groups_with_segments():
+    # Two convolutions in one program (lower_segments), each split in K groups, bit for bit.
+    cfg = CONFIGS["tiny"]
+    conv = Conv2D("seg", h=5, w=6, cin=19, cout=6, k=3, pad=1)
+    plan = TilePlan(2, 3, resident_weights=False, k_groups=3)
+    tensors = [random_layer_data(conv, np.random.default_rng(s)) for s in (1, 2)]
+    blobs, segs, cursor = [], [], 0
+
+    def place(data: bytes) -> int:
+        nonlocal cursor
+        addr = cursor
+        blobs.append((addr, data))
+        cursor = -(-(cursor + len(data)) // ALIGN) * ALIGN
+        return addr
+
+    outs = []
+    for t in tensors:
+        x = place(np.asarray(t["input"], np.int8).tobytes())
+        w = place(weight_image(cfg, conv, t["weights"]).tobytes())
+        o = place(bytes(int(np.prod(conv.output_shape))))
+        outs.append(o)
+        bias = tuple(int(v) for v in np.asarray(t["bias"]).reshape(-1))
+        segs.append(Segment(x, conv.cin, w, o, conv.cout, bias, t["requant"]))
+    program = lower_segments(cfg, conv, plan, segs)
+    image = bytearray(cursor)
+    for addr, data in blobs:
+        image[addr : addr + len(data)] = data
+    result = execute(cfg, program, image)
+    assert all(v == 0 for v in result.tokens_left.values())
+    for o, t in zip(outs, tensors, strict=True):
+        want = layer_golden(conv, t)
+        got = np.frombuffer(bytes(result.dram[o : o + want.nbytes]), np.int8).reshape(want.shape)
+        assert np.array_equal(got, want)
