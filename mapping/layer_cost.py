@@ -26,7 +26,8 @@ then follows the mechanisms of the RTL that decide when each unit may start:
 
 A plan with K groups (``TilePlan.k_groups > 1``) is one step per group, each with its own load
 group, CFG_BIAS before the first and the stores after the last: the counts are exact; the cycles
-are checked against the RTL only on small layers (+1% to +15%, docs/cost-model.md "K groups").
+are within 2% of the RTL on VGG-16 fc6's reduction (scaled to 64 outputs) but over-predict small
+streamed layers on tiny by up to 15% (docs/cost-model.md "K groups").
 
 Every latency is read from the RTL components (`rtl.systolic.SystolicArray`,
 `rtl.execute.ExecUnit`, `rtl.dma.LoadUnit`, `rtl.dma.StoreUnit`); the DRAM's ``latency`` and

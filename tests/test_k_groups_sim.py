@@ -9,7 +9,7 @@ import pytest
 
 from kernels.conv import layer_golden, random_layer_data
 from kernels.layers import Conv2D, Dense
-from kernels.lower import TilePlan, lower
+from kernels.lower import TilePlan, default_plan, lower
 from mapping import array_layer_cycles
 from rtl.config import load_config
 from tb.core_sim import CoreJob, run_programs
@@ -69,5 +69,38 @@ def test_k_groups_cost_model_against_the_rtl(k_group_runs):
         lines.append(line)
         if abs(err) > 0.16:
             bad.append(line)
+    print("\n" + "\n".join(lines))
+    assert not bad, "model off the RTL beyond tolerance:\n" + "\n".join(bad)
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_k_groups_scaled_fc6_on_default():
+    """VGG-16 fc6's whole reduction (k=25088) with 64 outputs on default, bit-exact, and the
+    model within the validated 5% (layers of at least 10,000 cycles): default_plan's ws k2
+    single-buffered, os k8 and ws k4 double-buffered."""
+    cfg = load_config("default")
+    layer = Dense("fc6s", m=1, k=25088, n=64)
+    plans = [
+        default_plan(cfg, layer),
+        TilePlan(1, 1, resident_weights=False, k_groups=8, dataflow="os"),
+        TilePlan(1, 1, resident_weights=False, k_groups=4),
+    ]
+    assert plans[0].k_groups == 2
+    t = random_layer_data(layer, np.random.default_rng(5))
+    want = layer_golden(layer, t)
+    lows = [lower(cfg, layer, t, p) for p in plans]
+    results = run_programs(cfg, [CoreJob.from_lowered(lo) for lo in lows], sim="verilator",
+                           name="k-groups-fc6")  # fmt: skip
+    lines, bad = [], []
+    for r, low in zip(results, lows, strict=True):
+        assert r.status == "done", f"{low.plan}: {r.error}"
+        got = np.frombuffer(r.output, dtype=np.int8).reshape(want.shape)
+        assert np.array_equal(got, want), low.plan
+        model = array_layer_cycles(cfg, layer, low.plan).total
+        err = model / r.cycles - 1
+        lines.append(f"{low.plan}: model {model} rtl {r.cycles} ({err:+.1%})")
+        if abs(err) > 0.05:
+            bad.append(lines[-1])
     print("\n" + "\n".join(lines))
     assert not bad, "model off the RTL beyond tolerance:\n" + "\n".join(bad)
