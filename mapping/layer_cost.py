@@ -48,6 +48,7 @@ from rtl import isa
 from rtl.config import HWConfig
 from rtl.dma import Fetch, LoadUnit, StoreUnit
 from rtl.execute import ExecUnit
+from rtl.vector import VectorUnit
 
 from .cost import _array, vector_layer_cycles
 from .energy import EnergyTable, load_energy_table
@@ -993,16 +994,10 @@ def _vector_cost(config, layer, plan, latency, bandwidth, table) -> LayerCost:
     v = vector_layer_cycles(config, layer, plan)
     geo = VectorGeometry(config, layer, plan)
     r, beat = config.rows, config.dma_beat_bytes
-    # vector_layer_cycles moves one beat a cycle; a slower DRAM stretches every DMA term
-    slow = beat / min(bandwidth, beat)
-    dma, pro, epi = (math.ceil(x * slow) for x in (v.dma, v.prologue, v.epilogue))
-    terms = dict.fromkeys(TERMS, 0)
-    terms["compute"] = v.busy
-    terms["prologue"], terms["epilogue"] = pro, epi
-    if plan.double_buffer:
-        terms["stall"] = max(0, dma - pro - epi - v.busy)
-    else:
-        terms["dma_load"] = dma - pro - epi
+    terms = {
+        k: round(max(0.0, x)) for k, x in _vector_model(config, geo, bandwidth, latency).items()
+    }
+    terms["compute"] = v.busy  # exact (the sum of the commands' cycles)
     cycles = sum(terms.values())
     loaded, stored = geo.dma_bytes()
     taps = out_px = params = 0
@@ -1019,3 +1014,164 @@ def _vector_cost(config, layer, plan, latency, bandwidth, table) -> LayerCost:
         spad_read=spad_read, spad_write=spad_write, acc_read=0, acc_write=0, macs=v.macs,
         peak=v.lanes, **e,
     )  # fmt: skip
+
+
+# -------------------------------------------------------------------- vector unit
+
+# Channel groups the vector recurrence visits before extrapolating (every full group repeats
+# the same steps; the last one may be partial).
+_GROUPS_SIMULATED = 4
+
+
+def _vector_steps(geo: VectorGeometry, ngroups: int) -> list[tuple]:
+    """Per step of the first ``ngroups - 1`` channel groups and the last one, in program order:
+    (load commands, load rows, load beats, vector cycles, store commands, store rows, store
+    beats, first step of its group). Beats are counted per row with its misalignment: the
+    tensors lie at `ALIGN`-ed addresses with a pixel stride of ``c`` bytes (`lower_vector`)."""
+    layer, cfg = geo.layer, geo.config
+    beat, c = cfg.dma_beat_bytes, layer.c
+    timing = VectorUnit.timing(cfg)
+    full_in = [t.in_n == layer.w for t in geo.col_tiles]
+    full_out = [t.out_n == layer.out_w for t in geo.col_tiles]
+    groups = [*range(min(ngroups, geo.groups) - 1), geo.groups - 1]
+    steps = []
+    for g in groups:
+        ln, off = geo.group_len(g), g * geo.lanes
+        for b in range(layer.batch):
+            for ty, rt in enumerate(geo.row_tiles):
+                for tx, ct in enumerate(geo.col_tiles):
+                    first = ty == 0 and tx == 0 and b == 0
+                    cmds = rows = 0
+                    beats = 0.0
+                    if first:  # the group's parameter block (aligned rows of `rows` bytes)
+                        cmds, rows = 1, geo.param_rows
+                        beats = _run_beats(cfg.rows, cfg.rows, beat, 0, geo.param_rows)
+                    if full_in[tx]:
+                        n = rt.in_n * layer.w
+                        p0 = (b * layer.h + rt.in0) * layer.w
+                        in_cmds = -(-n // _MAX_ROWS)
+                        in_beats = _run_beats(c, ln, beat, p0 * c + off, n)
+                    else:
+                        n = rt.in_n * ct.in_n
+                        in_cmds = rt.in_n * -(-ct.in_n // _MAX_ROWS)
+                        in_beats = sum(
+                            _run_beats(c, ln, beat,
+                                       ((b * layer.h + rt.in0 + y) * layer.w + ct.in0) * c + off,
+                                       ct.in_n)
+                            for y in range(rt.in_n)
+                        )  # fmt: skip
+                    cmds += geo.operands * in_cmds
+                    rows += geo.operands * n
+                    beats += geo.operands * in_beats
+                    vec = timing.command_cycles(geo.op, geo.mode, geo.kh, geo.kw, rt.out_n,
+                                                ct.out_n)  # fmt: skip
+                    m = rt.out_n * ct.out_n
+                    if full_out[tx]:
+                        p0 = (b * layer.out_h + rt.out0) * layer.out_w
+                        st_cmds = -(-m // _MAX_ROWS)
+                        st_beats = _run_beats(c, ln, beat, p0 * c + off, m)
+                    else:
+                        st_cmds = rt.out_n * -(-ct.out_n // _MAX_ROWS)
+                        st_beats = sum(
+                            _run_beats(c, ln, beat, ((b * layer.out_h + rt.out0 + y)
+                                                     * layer.out_w + ct.out0) * c + off, ct.out_n)
+                            for y in range(rt.out_n)
+                        )  # fmt: skip
+                    steps.append((cmds, rows, beats, vec, st_cmds, m, st_beats, first))
+    return steps
+
+
+def _vector_model(config: HWConfig, geo: VectorGeometry, bandwidth: float, latency: int) -> dict:
+    """Cycles of a vector layer by term: a recurrence over its steps (`kernels.lower_vector`
+    program order: the load group of step ``i + nbuf - 1``, then step ``i``'s vector command
+    and its STOREs), following the mechanisms of the RTL:
+
+    * the load unit issues one row a cycle with `LoadUnit.command_gap` between commands; its
+      beats return ``latency`` cycles later, sharing the DRAM port (``bandwidth``) with the
+      stores and the program fetch, with at most `LoadUnit.row_queue_depth` rows in flight;
+    * the store unit takes a row a cycle with `StoreUnit.command_gap` between commands;
+    * tokens: a vector command waits for its loads (l2v), for the previous command and for the
+      stores that free its output slot (s2v); a load group waits for the vector command that
+      frees its slots (v2l); the stores wait for their vector command (v2s);
+    * the decoder dispatches in program order into queues of ``*_queue_depth`` commands: a load
+      group or a store run longer than its queue holds every command behind it until the unit
+      has taken all but a queue's worth.
+    """
+    beat = config.dma_beat_bytes
+    rate = min(bandwidth, beat) / beat
+    cmd_beats = isa.CMD_BYTES / beat
+    ql, qs = config.load_queue_depth, config.store_queue_depth
+    gap_ld, gap_st = LoadUnit.command_gap, StoreUnit.command_gap
+    receive, st_pipe = LoadUnit.receive_latency, StoreUnit.pipeline_latency
+    row_trip, row_ahead = latency + LoadUnit.request_overhead, LoadUnit.row_queue_depth
+    fetch0 = latency + Fetch.max_burst(beat) / rate
+    nbuf = geo.nbuf
+    per_group = geo.steps_per_group
+
+    def simulate(ngroups: int) -> dict[str, float]:
+        steps = _vector_steps(geo, ngroups)
+        n = len(steps)
+        v_end = [0.0] * n
+        s_end = [0.0] * n
+        l_done = [0.0] * n
+        terms = dict.fromkeys(TERMS, 0.0)
+        ld_free = st_free = disp = 0.0
+        st_begin, st_beats = 0.0, 0.0
+        ld_begin, ld_end, ld_beats = 0.0, 0.0, 0.0
+        emitted = 0
+
+        def load(j: int) -> None:
+            nonlocal ld_free, disp, ld_begin, ld_end, ld_beats
+            cmds, rows, beats, _v, _sc, _sr, _sb, first = steps[j]
+            tok = 0.0
+            if j >= nbuf:
+                tok = v_end[j - nbuf] + 1
+            if first and j >= nbuf * per_group:  # the parameter slot of group g - nbuf
+                tok = max(tok, v_end[j - (nbuf - 1) * per_group - 1] + 1)
+            start = max(ld_free, tok, disp, fetch0 if j == 0 else 0.0)
+            issue = rows + cmds * gap_ld
+            shared = 0.0  # the beats of stores running meanwhile
+            if st_free > start and st_beats:
+                shared = st_beats * min(1.0, (st_free - start) / max(1.0, st_free - st_begin))
+            data = max((beats + shared + cmds * cmd_beats) / rate, rows * row_trip / row_ahead)
+            ld_free = start + issue
+            l_done[j] = max(ld_free, start + latency + data) + receive
+            ld_begin, ld_end, ld_beats = start, l_done[j], beats
+            if cmds > ql:  # the decoder waits until the unit has taken all but ql
+                disp = max(disp, start + (l_done[j] - start) * (cmds - ql) / cmds)
+
+        prev_v = 0.0
+        for i in range(n):
+            while emitted < n and emitted <= i + nbuf - 1:
+                load(emitted)
+                emitted += 1
+            _c, _r, _b, vec, st_cmds, st_rows, sb, _f = steps[i]
+            ready = max(disp, prev_v)
+            why = "stall"
+            if l_done[i] > ready:
+                ready, why = l_done[i], "dma_load"
+            if i >= nbuf and s_end[i - nbuf] + 1 > ready:
+                ready, why = s_end[i - nbuf] + 1, "dma_store"
+            if i == 0:
+                terms["prologue"] += ready
+            else:
+                terms[why] += ready - prev_v
+            v_end[i] = ready + vec
+            terms["compute"] += vec
+            prev_v = v_end[i]
+            # the stores
+            s_start = max(st_free, v_end[i] + 1, disp)
+            shared = 0.0  # the beats of a load group running meanwhile
+            if ld_end > s_start and ld_beats:
+                shared = ld_beats * min(1.0, (ld_end - s_start) / max(1.0, ld_end - ld_begin))
+            work = max(st_rows + st_cmds * gap_st, (sb + shared) / rate)
+            st_begin, st_beats = s_start, sb
+            st_free = s_start + st_pipe + work
+            s_end[i] = st_free
+            if st_cmds > qs:
+                disp = max(disp, s_start + work * (st_cmds - qs) / st_cmds)
+        total = max(st_free, prev_v) + 1
+        terms["epilogue"] = total - prev_v
+        return terms
+
+    return _extrapolate(simulate, geo.groups, _GROUPS_SIMULATED)
