@@ -1087,9 +1087,12 @@ def _vector_model(config: HWConfig, geo: VectorGeometry, bandwidth: float, laten
     and its STOREs), following the mechanisms of the RTL:
 
     * the load unit issues one row a cycle with `LoadUnit.command_gap` between commands; its
-      beats return ``latency`` cycles later, sharing the DRAM port (``bandwidth``) with the
-      stores and the program fetch, with at most `LoadUnit.row_queue_depth` rows in flight;
+      beats return ``latency`` cycles later, with at most `LoadUnit.row_queue_depth` rows in
+      flight;
     * the store unit takes a row a cycle with `StoreUnit.command_gap` between commands;
+    * one DRAM port (``bandwidth``) moves the loads' beats, the program's commands and the
+      stores' beats: a transfer ends no earlier than the port has moved every beat asked for
+      before it and its own (a row costs ``ceil((addr % beat + len) / beat)`` beats);
     * tokens: a vector command waits for its loads (l2v), for the previous command and for the
       stores that free its output slot (s2v); a load group waits for the vector command that
       frees its slots (v2l); the stores wait for their vector command (v2s);
@@ -1116,12 +1119,11 @@ def _vector_model(config: HWConfig, geo: VectorGeometry, bandwidth: float, laten
         l_done = [0.0] * n
         terms = dict.fromkeys(TERMS, 0.0)
         ld_free = st_free = disp = 0.0
-        st_begin, st_beats = 0.0, 0.0
-        ld_begin, ld_end, ld_beats = 0.0, 0.0, 0.0
+        port = [0.0]  # the DRAM port has moved every beat asked for before
         emitted = 0
 
         def load(j: int) -> None:
-            nonlocal ld_free, disp, ld_begin, ld_end, ld_beats
+            nonlocal ld_free, disp
             cmds, rows, beats, _v, _sc, _sr, _sb, first = steps[j]
             tok = 0.0
             if j >= nbuf:
@@ -1130,13 +1132,11 @@ def _vector_model(config: HWConfig, geo: VectorGeometry, bandwidth: float, laten
                 tok = max(tok, v_end[j - (nbuf - 1) * per_group - 1] + 1)
             start = max(ld_free, tok, disp, fetch0 if j == 0 else 0.0)
             issue = rows + cmds * gap_ld
-            shared = 0.0  # the beats of stores running meanwhile
-            if st_free > start and st_beats:
-                shared = st_beats * min(1.0, (st_free - start) / max(1.0, st_free - st_begin))
-            data = max((beats + shared + cmds * cmd_beats) / rate, rows * row_trip / row_ahead)
+            own = (beats + cmds * cmd_beats) / rate
+            data = max(own, rows * row_trip / row_ahead)
             ld_free = start + issue
-            l_done[j] = max(ld_free, start + latency + data) + receive
-            ld_begin, ld_end, ld_beats = start, l_done[j], beats
+            l_done[j] = max(ld_free, start + latency + data, port[0] + own) + receive
+            port[0] = l_done[j] - receive
             if cmds > ql:  # the decoder waits until the unit has taken all but ql
                 disp = max(disp, start + (l_done[j] - start) * (cmds - ql) / cmds)
 
@@ -1161,12 +1161,10 @@ def _vector_model(config: HWConfig, geo: VectorGeometry, bandwidth: float, laten
             prev_v = v_end[i]
             # the stores
             s_start = max(st_free, v_end[i] + 1, disp)
-            shared = 0.0  # the beats of a load group running meanwhile
-            if ld_end > s_start and ld_beats:
-                shared = ld_beats * min(1.0, (ld_end - s_start) / max(1.0, ld_end - ld_begin))
-            work = max(st_rows + st_cmds * gap_st, (sb + shared) / rate)
-            st_begin, st_beats = s_start, sb
-            st_free = s_start + st_pipe + work
+            work = max(st_rows + st_cmds * gap_st, sb / rate)
+            st_free = max(s_start + st_pipe + work, port[0] + sb / rate)
+            work = st_free - s_start - st_pipe
+            port[0] = st_free
             s_end[i] = st_free
             if st_cmds > qs:
                 disp = max(disp, s_start + work * (st_cmds - qs) / st_cmds)
