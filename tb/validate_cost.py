@@ -1,7 +1,8 @@
 """The layer cost model against the RTL: run varied layers on Verilator, compare the cycles.
 
 ``python -m tb.validate_cost [--config tiny,default]`` runs every case of `CASES` for the named
-configs (one simulator process per config, all its layers as jobs of one run) and prints the
+configs (one simulator process per config, all its layers as jobs of one run; ``--vector`` adds
+the vector-unit cases `VECTOR_CASES`) and prints the
 validation table ``layer | plan | RTL | model | error`` with the model's terms;
 ``tests/test_layer_cost_sim.py`` asserts the tolerance on the same cases.
 """
@@ -15,14 +16,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from kernels.conv import random_layer_data
-from kernels.layers import Conv2D, Dense, DepthwiseConv2D, Layer
+from kernels.layers import Add, Conv2D, Dense, DepthwiseConv2D, Layer, Pool2D
 from kernels.lower import TilePlan, default_plan, lower
+from kernels.lower_vector import VectorPlan, lower_vector
 from kernels.naive import lower_depthwise_naive
 from mapping.layer_cost import LayerCost, layer_cost
 from rtl.config import HWConfig, load_config
 from tb.core_sim import CoreJob, run_programs
 
-__all__ = ["CASES", "Case", "Row", "validate"]
+__all__ = ["CASES", "VECTOR_CASES", "Case", "Row", "validate", "validate_vector"]
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,46 @@ CASES: dict[str, list[Case]] = {
         Case(DepthwiseConv2D("d_dw", h=14, w=14, c=8, k=3, pad=1)),
     ],
 }
+
+
+#: Vector-unit cases on config default (layer, plan): residual adds at 24/32/96 channels, the
+#: depthwise layers of MobileNetV2 (k3 s1/s2, 24/96/144 channels) with full-width and narrow
+#: tiles, single buffering, max pooling and global average pooling.
+VECTOR_CASES: list[tuple[Layer, VectorPlan]] = [
+    (Add("v_add24", h=56, w=56, c=24), VectorPlan(48, 56)),
+    (Add("v_add24_narrow", h=56, w=56, c=24), VectorPlan(56, 14)),
+    (Add("v_add32", h=28, w=28, c=32), VectorPlan(28, 28)),
+    (Add("v_add32_narrow", h=28, w=28, c=32), VectorPlan(28, 7)),
+    (Add("v_add96", h=14, w=14, c=96), VectorPlan(14, 14)),
+    (DepthwiseConv2D("v_dw96s2", h=112, w=112, c=96, k=3, stride=2, pad=1), VectorPlan(56, 14)),
+    (DepthwiseConv2D("v_dw144", h=56, w=56, c=144, k=3, pad=1), VectorPlan(56, 14)),
+    (DepthwiseConv2D("v_dw144_full", h=56, w=56, c=144, k=3, pad=1), VectorPlan(20, 56)),
+    (DepthwiseConv2D("v_dw24", h=28, w=28, c=24, k=3, pad=1), VectorPlan(28, 28)),
+    (DepthwiseConv2D("v_dw24_narrow", h=28, w=28, c=24, k=3, pad=1), VectorPlan(14, 7)),
+    (DepthwiseConv2D("v_dw32_single", h=28, w=28, c=32, k=3, pad=1),
+     VectorPlan(28, 28, double_buffer=False)),
+    (Pool2D("v_maxpool", h=56, w=56, c=64, k=3, stride=2, pad=1), VectorPlan(28, 28)),
+    (Pool2D("v_gap", h=7, w=7, c=160, k=7, kind="avg"), VectorPlan(1, 1)),
+]  # fmt: skip
+
+
+def validate_vector(*, latency: int = 20, bandwidth: int = 16, sim: str = "verilator") -> list[Row]:
+    """Run `VECTOR_CASES` on config default's RTL (one process) and the model; one row each."""
+    cfg = load_config("default")
+    jobs = []
+    for i, (layer, plan) in enumerate(VECTOR_CASES):
+        t = random_layer_data(layer, np.random.default_rng(300 + i))
+        low = lower_vector(cfg, layer, t, plan)
+        jobs.append(CoreJob.from_lowered(low, latency=latency, bandwidth=bandwidth))
+    results = run_programs(cfg, jobs, sim=sim, name="cost-vector")
+    rows = []
+    for (layer, plan), res in zip(VECTOR_CASES, results, strict=True):
+        if res.status != "done":
+            raise RuntimeError(f"{layer.name}: {res.error}")
+        model = layer_cost(cfg, layer, plan, bandwidth=bandwidth, latency=latency)
+        text = plan.tile + ("" if plan.double_buffer else " single")
+        rows.append(Row("default", layer.name, text, res.cycles, model))
+    return rows
 
 
 #: DRAM settings (latency cycles, bytes per cycle) the sweep runs some default cases at.
@@ -195,11 +237,15 @@ def main() -> None:
     ap.add_argument("--config", default="tiny,wide,default")
     ap.add_argument("--fast", action="store_true", help="skip the slow (large) cases")
     ap.add_argument("--sweep", action="store_true", help="also the DRAM latency/bandwidth sweep")
+    ap.add_argument("--vector", action="store_true", help="also the vector-unit cases")
     args = ap.parse_args()
     print("| config | layer | plan | DRAM | RTL | model | error | model terms |")
     print("|---|---|---|---|---|---|---|---|")
     for name in args.config.split(","):
         for row in validate(name, which="fast" if args.fast else "all"):
+            print(row.line(), flush=True)
+    if args.vector:
+        for row in validate_vector():
             print(row.line(), flush=True)
     if args.sweep:
         for row in sweep():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tb.validate_cost import sweep, validate
+from tb.validate_cost import sweep, validate, validate_vector
 
 LONG = 10_000
 
@@ -29,6 +29,14 @@ def check(rows) -> None:
 @pytest.mark.parametrize("name", ["tiny", "wide", "default"])
 def test_layer_cost_matches_the_rtl(name):
     check(validate(name, which="fast"))
+
+
+@pytest.mark.sim
+def test_vector_layer_cost_matches_the_rtl():
+    """Adds, depthwise layers and pools on the vector unit (`tb.validate_cost.VECTOR_CASES`):
+    misaligned 24-channel rows, narrow tiles whose per-row LOADs and STOREs hold the decoder,
+    single buffering, global pooling."""
+    check(validate_vector())
 
 
 @pytest.mark.sim
