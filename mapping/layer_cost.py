@@ -1120,6 +1120,7 @@ def _vector_model(config: HWConfig, geo: VectorGeometry, bandwidth: float, laten
         terms = dict.fromkeys(TERMS, 0.0)
         ld_free = st_free = disp = 0.0
         port = [0.0]  # the DRAM port has moved every beat asked for before
+        busiest = [-1]  # the last load group, if the port paces it
         emitted = 0
 
         def load(j: int) -> None:
@@ -1134,11 +1135,27 @@ def _vector_model(config: HWConfig, geo: VectorGeometry, bandwidth: float, laten
             issue = rows + cmds * gap_ld
             own = (beats + cmds * cmd_beats) / rate
             data = max(own, rows * row_trip / row_ahead)
-            ld_free = start + issue
-            l_done[j] = max(ld_free, start + latency + data, port[0] + own) + receive
-            port[0] = l_done[j] - receive
-            if cmds > ql:  # the decoder waits until the unit has taken all but ql
-                disp = max(disp, start + (l_done[j] - start) * (cmds - ql) / cmds)
+            port_end = port[0] + own
+            end = max(start + issue, start + latency + data, port_end)
+            # a row is requested once the row row_queue_depth before it is written: the last
+            # requests wait for the last window of rows to arrive
+            window = min(rows, row_ahead) * (end - start) / rows
+            ld_free = max(start + issue, end - window)
+            l_done[j] = end + receive
+            port[0] = end
+            # the group moves its beats as fast as the port allows: a store running meanwhile
+            # takes turns with it (round-robin arbiter) and delays its end
+            busiest[0] = j if end in (port_end, start + latency + own) else -1
+            if cmds > ql:
+                # the decoder passes the group's last command once the unit has taken the one
+                # ql before it, i.e. requested every row of the commands before that one; a row
+                # is requested one a cycle, and no sooner than row_queue_depth rows before it
+                # are written (the rows arrive evenly from start + latency to the end)
+                k = (cmds - 1 - ql) * rows / cmds
+                t = start + k * issue / rows
+                if k > row_ahead:
+                    t = max(t, start + latency + (k - row_ahead) * (end - start - latency) / rows)
+                disp = max(disp, t)
 
         prev_v = 0.0
         for i in range(n):
@@ -1161,13 +1178,23 @@ def _vector_model(config: HWConfig, geo: VectorGeometry, bandwidth: float, laten
             prev_v = v_end[i]
             # the stores
             s_start = max(st_free, v_end[i] + 1, disp)
-            work = max(st_rows + st_cmds * gap_st, sb / rate)
-            st_free = max(s_start + st_pipe + work, port[0] + sb / rate)
-            work = st_free - s_start - st_pipe
-            port[0] = st_free
+            own = sb / rate
+            j = busiest[0]
+            if j > i and l_done[j] - receive > s_start:
+                # the port alternates between the store and a load group still moving its beats:
+                # both progress at half rate while both have beats left
+                rest = l_done[j] - receive - s_start
+                share = min(own, rest)
+                l_done[j] += share
+                data_end = s_start + own + share
+                port[0] = max(port[0], s_start + rest + own)
+            else:
+                data_end = max(port[0], s_start) + own
+                port[0] = data_end
+            st_free = max(s_start + st_pipe + st_rows + st_cmds * gap_st, data_end)
             s_end[i] = st_free
-            if st_cmds > qs:
-                disp = max(disp, s_start + work * (st_cmds - qs) / st_cmds)
+            if st_cmds > qs:  # the unit takes a STORE once it has read the previous one's rows
+                disp = max(disp, s_start + (st_free - s_start) * (st_cmds - qs) / st_cmds)
         total = max(st_free, prev_v) + 1
         terms["epilogue"] = total - prev_v
         return terms
