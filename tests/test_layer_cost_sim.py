@@ -41,6 +41,13 @@ def test_vector_layer_cost_matches_the_rtl():
 
 @pytest.mark.sim
 @pytest.mark.slow
+@pytest.mark.parametrize(("latency", "bandwidth"), [(100, 16), (20, 8), (20, 4)])
+def test_vector_layer_cost_follows_the_dram_latency_and_bandwidth(latency, bandwidth):
+    check(validate_vector(latency=latency, bandwidth=bandwidth))
+
+
+@pytest.mark.sim
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["default"])
 def test_layer_cost_matches_the_rtl_on_large_layers(name):
     check(validate(name, which="slow"))
