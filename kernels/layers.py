@@ -418,6 +418,12 @@ class DepthwiseConv2D(_ChannelwiseShapes):
         """Multiply-accumulates, ``batch*out_h*out_w*c*k*k`` (taps over padding included)."""
         return self.batch * self.out_h * self.out_w * self.c * self.depth
 
+    def channel_conv(self) -> Conv2D:
+        """One channel as the ``cin = cout = 1`` convolution the array runs when it maps the
+        layer one channel at a time (same window, batch and activation)."""
+        return Conv2D(self.name, h=self.h, w=self.w, cin=1, cout=1, k=self.k, stride=self.stride,
+                      pad=self.pad, batch=self.batch, act=self.act)  # fmt: skip
+
     @property
     def weight_shape(self) -> tuple[int, int, int]:
         return (self.k, self.k, self.c)

@@ -262,10 +262,7 @@ class CompiledNetwork:
 def channel_conv(layer: DepthwiseConv2D) -> Conv2D:
     """One channel of a depthwise layer as the ``cin = cout = 1`` convolution the array runs
     (a `TilePlan` for a depthwise layer tiles this convolution)."""
-    return Conv2D(
-        layer.name, h=layer.h, w=layer.w, cin=1, cout=1, k=layer.k, stride=layer.stride,
-        pad=layer.pad, batch=layer.batch, act=layer.act,
-    )  # fmt: skip
+    return layer.channel_conv()
 
 
 def _array_layer(layer: Layer) -> Conv2D | Dense:

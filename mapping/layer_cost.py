@@ -731,11 +731,6 @@ def array_layer_cycles(
     return out
 
 
-def _channel_conv(layer: DepthwiseConv2D) -> Conv2D:
-    return Conv2D(layer.name, h=layer.h, w=layer.w, cin=1, cout=1, k=layer.k, stride=layer.stride,
-                  pad=layer.pad, batch=layer.batch)  # fmt: skip
-
-
 def depthwise_array_cycles(
     config: HWConfig,
     layer: DepthwiseConv2D,
@@ -750,7 +745,7 @@ def depthwise_array_cycles(
     Parameters and errors as `array_layer_cycles`."""
     _check_array(layer, plan, (DepthwiseConv2D,))
     _bandwidth(bandwidth, latency)
-    out, _ = _array_model(config, _channel_conv(layer), plan, layer.c, layer.c, layer.c,
+    out, _ = _array_model(config, layer.channel_conv(), plan, layer.c, layer.c, layer.c,
                           bandwidth, latency, layer.macs)  # fmt: skip
     return out
 
@@ -911,7 +906,7 @@ def layer_cost(
             cyc, n = _array_model(config, conv, plan, 1, conv.cin, conv.cout, bandwidth,
                                   latency, layer.macs)  # fmt: skip
         elif isinstance(layer, DepthwiseConv2D):
-            conv = _channel_conv(layer)
+            conv = layer.channel_conv()
             cyc, n = _array_model(config, conv, plan, layer.c, layer.c, layer.c, bandwidth,
                                   latency, layer.macs)  # fmt: skip
         else:
@@ -944,7 +939,7 @@ def array_cycles_floor(
     times cheaper than the model, so the mapper can skip plans that cannot win."""
     _bandwidth(bandwidth, latency)
     if isinstance(layer, DepthwiseConv2D):
-        conv, segments, in_stride, out_stride = _channel_conv(layer), layer.c, layer.c, layer.c
+        conv, segments, in_stride, out_stride = layer.channel_conv(), layer.c, layer.c, layer.c
     else:
         _check_array(layer, plan, (Conv2D, Dense))
         conv, segments = layer.as_conv(), 1

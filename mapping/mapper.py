@@ -223,12 +223,6 @@ def _vector_plans(config: HWConfig, layer: Any) -> Iterator[VectorPlan]:
             yield VectorPlan(oh, ow, double)
 
 
-def _channel_conv(layer: DepthwiseConv2D) -> Conv2D:
-    """One channel of a depthwise layer, the convolution the array runs per channel."""
-    return Conv2D(layer.name, h=layer.h, w=layer.w, cin=1, cout=1, k=layer.k,
-                  stride=layer.stride, pad=layer.pad, batch=layer.batch, act=layer.act)  # fmt: skip
-
-
 def candidate_plans(config: HWConfig, layer: Any) -> list[Plan]:
     """Every plan the mapper evaluates for ``layer``, in the tie-breaking order.
 
@@ -239,7 +233,7 @@ def candidate_plans(config: HWConfig, layer: Any) -> list[Plan]:
         return list(_array_plans(config, layer.as_conv()))
     if isinstance(layer, DepthwiseConv2D):
         vector = list(_vector_plans(config, layer)) if layer.k <= config.vector_max_kernel else []
-        return vector + list(_array_plans(config, _channel_conv(layer)))
+        return vector + list(_array_plans(config, layer.channel_conv()))
     if isinstance(layer, Add | Pool2D):
         return list(_vector_plans(config, layer))
     raise TypeError(f"layer must be a layer of kernels.layers, not {type(layer).__name__}")
@@ -250,7 +244,7 @@ def naive_plan(config: HWConfig, layer: Any) -> Plan:
     time), the largest single-buffered tile (full rows first), no overlap; adds and pools on the
     vector unit, single-buffered."""
     if isinstance(layer, Conv2D | Dense | DepthwiseConv2D):
-        conv = layer.as_conv() if not isinstance(layer, DepthwiseConv2D) else _channel_conv(layer)
+        conv = layer.as_conv() if not isinstance(layer, DepthwiseConv2D) else layer.channel_conv()
         geo_config = config if config.has_ws else config.replace(dataflow="both")
         dataflow = "ws" if config.has_ws else "os"
         # resident weights first, then streamed n-tiles (n-tiles inside, then outside)

@@ -23,7 +23,7 @@ from mapping import (
     load_energy_table,
     vector_layer_cycles,
 )
-from mapping.layer_cost import _array_model, _channel_conv
+from mapping.layer_cost import _array_model
 from rtl.config import load_config
 
 
@@ -79,7 +79,7 @@ def plans(cfg, layer):
 
 def counts(cfg, layer, plan):
     if isinstance(layer, DepthwiseConv2D):
-        conv = _channel_conv(layer)
+        conv = layer.channel_conv()
         return _array_model(cfg, conv, plan, layer.c, layer.c, layer.c, 16, 20, layer.macs)[1]
     conv = layer.as_conv()
     return _array_model(cfg, conv, plan, 1, conv.cin, conv.cout, 16, 20, layer.macs)[1]
@@ -177,7 +177,7 @@ def test_fc6_cost_with_k_groups():
 def test_depthwise_counts_match_the_program(name):
     cfg = load_config(name)
     layer = DepthwiseConv2D("dw", h=9, w=11, c=5, k=3, stride=2, pad=1)
-    conv = _channel_conv(layer)
+    conv = layer.channel_conv()
     for plan in plans(cfg, conv):
         t = random_layer_data(layer, np.random.default_rng(0))
         est = estimate_program(cfg, lower_depthwise_naive(cfg, layer, t, plan).program)
@@ -244,7 +244,7 @@ def test_layer_cost_dispatches_on_layer_and_plan():
         assert cost.cycles == array_layer_cycles(cfg, layer, default_plan(cfg, layer)).total
         assert cost.dram_write == layer.output_bytes
         assert cost.dram_read >= layer.input_bytes + layer.weight_bytes
-    plan = default_plan(cfg, _channel_conv(dw))
+    plan = default_plan(cfg, dw.channel_conv())
     cost = layer_cost(cfg, dw, plan)
     assert cost.engine == "array" and cost.cycles == depthwise_array_cycles(cfg, dw, plan).total
     for layer in (dw, add, pool):
