@@ -1,4 +1,4 @@
-"""The per-action energy table of the cost model (``configs/energy.toml``).
+"""The per-action energy table of the cost model (``configs/energy/default.toml``).
 
 Defaults and their sources are in the TOML comments and ``docs/cost-model.md``: Horowitz,
 "Computing's energy problem (and what we can do about it)", ISSCC 2014, 45 nm at 0.9 V.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 __all__ = ["DEFAULT_ENERGY_TABLE", "EnergyTable", "load_energy_table"]
 
-DEFAULT_ENERGY_TABLE = Path(__file__).resolve().parent.parent / "configs" / "energy.toml"
+DEFAULT_ENERGY_TABLE = Path(__file__).resolve().parents[1] / "configs" / "energy" / "default.toml"
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ class EnergyTable:
 
 
 def load_energy_table(path: str | Path | None = None) -> EnergyTable:
-    """Read an energy table from TOML (``configs/energy.toml`` when ``path`` is None).
+    """Read an energy table from TOML (``configs/energy/default.toml`` when ``path`` is None).
 
     Raises
     ------

@@ -888,7 +888,7 @@ def layer_cost(
     latency : int
         DRAM read latency in cycles (benches: 20).
     energy : EnergyTable, optional
-        ``configs/energy.toml`` when omitted.
+        ``configs/energy/default.toml`` when omitted.
 
     Raises
     ------
