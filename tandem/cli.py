@@ -29,7 +29,12 @@ def _cmd_verilog(args: argparse.Namespace) -> int:
 def _cmd_sim(args: argparse.Namespace) -> int:
     if args.network:
         return _sim_network(args)
-    given = {"--input-size": args.input_size, "--naive": args.naive, "--mapped": args.mapped}
+    given = {
+        "--input-size": args.input_size,
+        "--naive": args.naive,
+        "--mapped": args.mapped,
+        "--default-plans": args.default_plans,
+    }
     network_only = [flag for flag, value in given.items() if value]
     if network_only:
         raise ValueError(f"{', '.join(network_only)} apply only to --network, not --layer")
@@ -52,13 +57,13 @@ def _sim_network(args: argparse.Namespace) -> int:
     network = get_network(args.network, input_size=args.input_size or 224)
     if args.naive:
         plans, mapping = naive_plans(cfg, network), "naive plans"
-    elif args.mapped:
+    elif args.default_plans:
+        plans, mapping = None, "default plans"
+    else:
         from mapping.mapper import map_network
 
         plans = map_network(cfg, network, bandwidth=args.dram_bw, latency=args.dram_latency).plans
         mapping = "the mapper's plans (objective cycles)"
-    else:
-        plans, mapping = None, "default plans"
     if not args.json:
         print(
             f"compiling {network.name} ({network.input_shape[1]}x{network.input_shape[2]}, "
@@ -349,13 +354,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--naive",
         action="store_true",
         help="--network: the naive baseline (mapping.compiler.naive_plans: no double "
-        "buffering, depthwise on the array one channel at a time) instead of the default plans",
+        "buffering, depthwise on the array one channel at a time) instead of the mapper's plans",
     )
     plans.add_argument(
         "--mapped",
         action="store_true",
-        help="--network: the mapper's plans (mapping.mapper.map_network, objective cycles) "
-        "instead of the default plans",
+        help="--network: the mapper's plans (mapping.mapper.map_network, objective cycles); "
+        "the default",
+    )
+    plans.add_argument(
+        "--default-plans",
+        action="store_true",
+        help="--network: each layer's default plan (kernels.lower.default_plan, "
+        "default_vector_plan: the largest tile) instead of the mapper's plans",
     )
     p.add_argument("--sim", choices=["verilator", "icarus"], default="verilator")
     p.add_argument("--seed", type=int, default=0, help="random data seed (default 0)")

@@ -1,8 +1,8 @@
 """Whole networks on the RTL: one program, one DRAM image, every node's tensor bit-exact.
 
 MobileNetV2 at 32x32 runs in the default suite with the default plans, the naive baseline and
-the mapper's plans (through ``tandem sim --network --mapped``), each checked against the cost
-model's prediction too; the full 224x224 network runs under ``-m slow``.
+the mapper's plans (through ``tandem sim --network``, whose default they are), each checked
+against the cost model's prediction too; the full 224x224 network runs under ``-m slow``.
 """
 
 from __future__ import annotations
