@@ -187,13 +187,7 @@ def _axis(size: int, out: int, tile: int, k: int, s: int, pad: int) -> list[tupl
     """Tiles along one axis as (output pixels, input pixels, input pixels inside the image),
     with the zero rows before the image, grouped: ``[(count, (on, in_n, lo, inside))]``."""
     kinds: dict[tuple[int, int, int, int], int] = {}
-    for o0 in range(0, out, tile):
-        on = min(tile, out - o0)
-        i0 = o0 * s - pad
-        n = (on - 1) * s + k
-        a = min(max(0, -i0), n)
-        b = max(min(n, size - i0), a)
-        key = (on, n, a, b - a)
+    for key in _axis_seq(size, out, tile, k, s, pad):
         kinds[key] = kinds.get(key, 0) + 1
     return [(cnt, key) for key, cnt in kinds.items()]
 
