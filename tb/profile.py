@@ -1,7 +1,7 @@
 """Count the simulator's instructions per simulated cycle with callgrind (deterministic, unlike
 wall-clock speed on a shared machine).
 
-    python -m tb.profile [--config default] [--layer SPEC] [--sim-only]
+    python -m tb.profile [--config default] [--layer SPEC] [--top N]
 
 Runs one layer on the Verilator build under ``valgrind --tool=callgrind`` (through
 ``TANDEM_SIM_WRAPPER``, see :mod:`tb.runner`) and prints the instructions spent in the model's
@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 #: a smaller cousin of the benchmark conv (tb.bench.BENCH_LAYER): same channels and kernel, so
-#: the same steady state, in a twelfth of the cycles
+#: the same steady state, in about a tenth of the cycles
 PROFILE_LAYER = "conv:h=16,w=16,cin=64,cout=64,k=3,s=1,p=1,name=profile"
 
 
@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from kernels.layers import parse_layer_spec
     from rtl.config import load_config
+    from tb.bench import BENCH_DRAM
     from tb.sim_layer import run_layer
 
     cfg = load_config(args.config)
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         f"valgrind --tool=callgrind --callgrind-out-file={out_dir}/callgrind.out.%p"
     )
     try:
-        report, *_ = run_layer(cfg, layer, sim="verilator", seed=0, latency=20, bandwidth=16)
+        report, *_ = run_layer(cfg, layer, sim="verilator", seed=0, **BENCH_DRAM)
     finally:
         del os.environ["TANDEM_SIM_WRAPPER"]
     if not report.bit_exact:
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     sched = loop - design
     total = _inclusive(annotate, "PROGRAM TOTALS")
     print(f"{args.config}: {layer.name}, {cycles:,} cycles, utilization {report.utilization:.1%}")
-    print(f"  design eval      {design / cycles:10,.0f} instructions/cycle")
+    print(f"  design eval      {design / cycles:10,.0f} instructions/cycle (with the image load)")
     print(f"  eval_step        {loop / cycles:10,.0f} instructions/cycle "
           f"(design + {sched / cycles:,.0f} scheduler)")  # fmt: skip
     print(f"  process          {total / cycles:10,.0f} instructions/cycle (with Python start-up)")
