@@ -11,7 +11,8 @@ travels with each activation through the skew, so consecutive tiles need no idle
 **Output-stationary (os).** Every cycle one column of ``A`` (``A[:, k]``, ``rows`` operands) and one
 row of ``B`` (``B[k, :]``, ``cols`` operands) enter; PE ``(r, c)`` accumulates ``C[r, c]`` over a
 reduction of any length ``K``. After the tile's last beat the array waits for the last products to
-land and drains the accumulators down the columns, bottom row first.
+land and reads the accumulators out one row per cycle, bottom row first, through a row-select
+multiplexer per column.
 
 Inside the mesh data moves in lockstep; all flow control lives at the edges (a single mesh enable
 drops when the output is back-pressured).
@@ -24,6 +25,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import HWConfig
+from .util import pick
 
 __all__ = ["PE", "SystolicArray"]
 
@@ -46,15 +48,17 @@ class PE(wiring.Component):
     i_b : In
         Weight operand entering from above (os), registered to ``o_b``.
     i_psum : In
-        Partial sum from above (ws) or the accumulator above while draining (os).
+        Partial sum from above (ws).
     o_psum : Out
-        This PE's accumulator register.
+        This PE's ws accumulator register, passed down the column.
+    o_acc : Out
+        This PE's os accumulator register, read out by the array.
     i_w0, i_w1, i_shift0, i_shift1 : In
         Weight preload chains: when ``i_shiftN`` is high, buffer N takes ``i_wN`` (from above).
     o_w0, o_w1 : Out
         Weight buffers, passed to the PE below.
-    i_en, i_drain : In
-        Mesh enable (all data registers hold while low), os drain shift.
+    i_en : In
+        Mesh enable (all data registers hold while low).
     i_ws_en, i_os_en : In
         ``i_en`` gated by the dataflow (ws or os), formed once by the array: each
         mode's registers and accumulator update sit behind their own enable, so the other
@@ -63,16 +67,18 @@ class PE(wiring.Component):
     The PE has one cycle of latency in each direction: an operand entering at cycle t leaves
     at t + 1, and the sum ``i_psum + i_a * w`` is visible on ``o_psum`` at t + 1.
 
-    In ``dataflow="both"`` one accumulator serves both modes: ws adds the partial sum from above
-    (``acc <= i_psum + a * w``), os adds to itself (``acc <= (first ? 0 : acc) + a * b``) and
-    shifts down while draining. Each mode's update sits behind its own enable and forms its own
-    product: a product shared by the two modes is a combinational node, which Verilator
-    evaluates every cycle whatever the mode. Measured on default (``python -m tb.profile``):
-    20.5k -> 19.4k simulator instructions per cycle; the benchmark conv 472k -> 516k cycles/s
-    (medians of five, one session). A ws-only array simulates the benchmark about 1.6x faster
-    still: the os self-accumulation forces Verilator to shadow-copy every accumulator each
-    cycle. A second, os-only accumulator per PE removes the copies but makes Verilator update
-    the mesh PE by PE in dependency order, which measured slower (20.1k).
+    In ``dataflow="both"`` each mode has its own accumulator, behind its own enable and with its
+    own product (a product shared by the two modes is a combinational node, which Verilator
+    evaluates every cycle whatever the mode). The ws accumulator adds the partial sum from above
+    (``acc <= i_psum + a * w``) and is read only by the PE below; the os accumulator adds to
+    itself (``acc_os <= (first ? 0 : acc_os) + a * b``, no reset) and is read only by the
+    array's read-out multiplexer, which is combinational (``os_out_*``, kept as a variable in
+    Verilator builds by ``tb/runner.py``). Neither register is then both read by another
+    register and updated from its own value, which is what makes Verilator keep a shadow copy of
+    a register (copied in and out every cycle) instead of updating it in place. With one
+    accumulator serving both modes (os self-accumulation plus the ws partial-sum chain, and an
+    os drain shifting down the columns) every one of the 256 accumulators of ``default`` was
+    shadowed: about 2k simulator instructions per cycle (``python -m tb.profile``).
     """
 
     latency = 1
@@ -92,6 +98,7 @@ class PE(wiring.Component):
                 "o_b": Out(signed(weight_width)),
                 "i_psum": In(signed(acc_width)),
                 "o_psum": Out(signed(acc_width)),
+                "o_acc": Out(signed(acc_width)),
                 "i_w0": In(signed(weight_width)),
                 "i_w1": In(signed(weight_width)),
                 "i_shift0": In(1),
@@ -99,7 +106,6 @@ class PE(wiring.Component):
                 "o_w0": Out(signed(weight_width)),
                 "o_w1": Out(signed(weight_width)),
                 "i_en": In(1),
-                "i_drain": In(1),
                 "i_ws_en": In(1),
                 "i_os_en": In(1),
             }
@@ -108,8 +114,6 @@ class PE(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         aw = self._aw
-        acc = Signal(signed(aw), name="acc")
-        m.d.comb += self.o_psum.eq(acc)
         a = Signal(signed(self._iw), name="a")
         sel = Signal(name="sel")
         first = Signal(name="first")
@@ -130,6 +134,8 @@ class PE(wiring.Component):
         ws_en = self.i_ws_en if both else self.i_en
         os_en = self.i_os_en if both else self.i_en
         if self._ws:
+            acc = Signal(signed(aw), name="acc")
+            m.d.comb += self.o_psum.eq(acc)
             w0 = Signal(signed(self._ww), name="w0")
             w1 = Signal(signed(self._ww), name="w1")
             m.d.comb += [self.o_w0.eq(w0), self.o_w1.eq(w1)]
@@ -143,15 +149,19 @@ class PE(wiring.Component):
             with m.If(ws_en):
                 m.d.sync += [sel.eq(self.i_sel), acc.eq((self.i_psum + prod_ws)[:aw])]
         if self._os:
+            # no reset: the first beat of every tile starts it afresh (and Verilator would
+            # otherwise have to keep a shadow copy of it, see above)
+            acc_os = Signal(signed(aw), name="acc_os", reset_less=True)
+            m.d.comb += self.o_acc.eq(acc_os)
             b = Signal(signed(self._ww), name="b")
             m.d.comb += self.o_b.eq(b)
             prod_os = product(self.i_b, "os")
             with m.If(os_en):
-                m.d.sync += [first.eq(self.i_first), b.eq(self.i_b)]
-                with m.If(self.i_drain):
-                    m.d.sync += acc.eq(self.i_psum)
-                with m.Else():
-                    m.d.sync += acc.eq((Mux(self.i_first, 0, acc) + prod_os)[:aw])
+                m.d.sync += [
+                    first.eq(self.i_first),
+                    b.eq(self.i_b),
+                    acc_os.eq((Mux(self.i_first, 0, acc_os) + prod_os)[:aw]),
+                ]
         return m
 
 
@@ -296,7 +306,6 @@ class SystolicArray(wiring.Component):
         else:
             mesh_os = mode_os
         en = Signal(name="mesh_en")
-        drain = Signal(name="os_drain")
         ws_en = Signal(name="mesh_ws_en")
         os_en = Signal(name="mesh_os_en")
         m.d.comb += [ws_en.eq(en & ~mesh_os), os_en.eq(en & mesh_os)]
@@ -318,7 +327,6 @@ class SystolicArray(wiring.Component):
                 m.submodules[f"pe_{r}_{c}"] = pe = pes[r][c]
                 m.d.comb += [
                     pe.i_en.eq(en),
-                    pe.i_drain.eq(drain),
                     pe.i_ws_en.eq(ws_en),
                     pe.i_os_en.eq(os_en),
                 ]
@@ -392,12 +400,16 @@ class SystolicArray(wiring.Component):
                 self.i_weight.ready.eq((os_state == RUN) & self.i_act.valid),
                 self.o_out.valid.eq(os_state == DRAIN),
                 self.o_out.payload.last.eq(os_count == self.os_drain_latency - 1),
-                drain.eq(os_state == DRAIN),
                 en.eq((os_state != DRAIN) | self.o_out.ready),
                 self.o_idle.eq((os_state == RUN) & first_pending),
             ]
+            # read-out: row R-1-os_count of the os accumulators (only zeros move through the
+            # mesh while it drains, which leave the accumulators unchanged)
             for c in range(C):
-                m.d.comb += self.o_out.payload.data[c].eq(pes[R - 1][c].o_psum)
+                rows = [pes[R - 1 - k][c].o_acc for k in range(R)]
+                os_out = Signal(signed(cfg.acc_width), name=f"os_out_{c}")
+                m.d.comb += os_out.eq(pick(rows, os_count))
+                m.d.comb += self.o_out.payload.data[c].eq(os_out)
             with m.If(os_state == RUN):
                 with m.If(take):
                     m.d.sync += first_pending.eq(self.i_act.payload.last)

@@ -26,17 +26,9 @@ from amaranth.lib.wiring import In, Out
 from . import isa
 from .config import HWConfig
 from .dma import TokenPort, _requant_lane
+from .util import pick
 
 __all__ = ["VectorUnit"]
-
-
-def _pick(items, index):
-    """``items[index]`` as a balanced tree of 2-way muxes over the index bits."""
-    level = list(items)
-    for bit in range(max(1, (len(level) - 1).bit_length())):
-        pairs = [level[i : i + 2] for i in range(0, len(level), 2)]
-        level = [p[0] if len(p) == 1 else Mux(index[bit], p[1], p[0]) for p in pairs]
-    return level[0]
 
 
 class VectorTiming:
@@ -266,7 +258,9 @@ class VectorUnit(wiring.Component):
         # ------------------------------------------------------------ stage 1: params, MAC
         p1_valid = Signal(name="vu_p1_valid")
         p1_idx = Signal(8, name="vu_p1_idx")
-        m.d.sync += [p1_valid.eq(in_param), p1_idx.eq(p_idx)]
+        m.d.sync += p1_valid.eq(in_param)
+        with m.If(in_param):
+            m.d.sync += p1_idx.eq(p_idx)
         t1_valid = Signal(name="vu_t1_valid")
         t1_src = Signal(2, name="vu_t1_src")  # 0 spad, 1 window, 2 padding
         t1_first = Signal(name="vu_t1_first")
@@ -277,18 +271,20 @@ class VectorUnit(wiring.Component):
         t1_win_we = Signal(name="vu_t1_win_we")
         t1_widx = Signal(range(max(NW, 2)), name="vu_t1_widx")
         t1_out = Signal(20, name="vu_t1_out")
-        m.d.sync += [
-            t1_valid.eq(in_taps),
-            t1_src.eq(Mux(reuse, 1, Mux(pad, 2, 0))),
-            t1_first.eq(first_tap),
-            t1_last.eq(last_tap),
-            t1_b.eq(ky[0]),
-            t1_win_rd.eq(ky * KM + kx + stride),
-            t1_win_wr.eq(ky * KM + kx),
-            t1_win_we.eq(reuse_ok),
-            t1_widx.eq((ky * kw + kx)[: len(t1_widx)]),
-            t1_out.eq(out_addr + oy * out_w + ox),
-        ]
+        m.d.sync += t1_valid.eq(in_taps)
+        # the rest is read only with t1_valid: held while idle, so simulators skip it
+        with m.If(in_taps):
+            m.d.sync += [
+                t1_src.eq(Mux(reuse, 1, Mux(pad, 2, 0))),
+                t1_first.eq(first_tap),
+                t1_last.eq(last_tap),
+                t1_b.eq(ky[0]),
+                t1_win_rd.eq(ky * KM + kx + stride),
+                t1_win_wr.eq(ky * KM + kx),
+                t1_win_we.eq(reuse_ok),
+                t1_widx.eq((ky * kw + kx)[: len(t1_widx)]),
+                t1_out.eq(out_addr + oy * out_w + ox),
+            ]
         row = self.i_rd_data
 
         def plane_byte(r, lane):
@@ -336,7 +332,7 @@ class VectorUnit(wiring.Component):
                 Mux(
                     t1_src == 0,
                     byte.as_signed(),
-                    Mux(t1_src == 1, _pick(win, t1_win_rd), Mux(is_max, -128, 0)),
+                    Mux(t1_src == 1, pick(win, t1_win_rd), Mux(is_max, -128, 0)),
                 )
             )
             for t in range(NW):
@@ -346,7 +342,7 @@ class VectorUnit(wiring.Component):
             w = Signal(signed(16), name=f"vu_wt_{lane}")
             m.d.comb += [
                 z.eq(Mux(is_add, Mux(t1_b, zb, za), 0)),
-                w.eq(Mux(is_dw, _pick(wts, t1_widx), Mux(is_add, Mux(t1_b, mb, ma), 1))),
+                w.eq(Mux(is_dw, pick(wts, t1_widx), Mux(is_add, Mux(t1_b, mb, ma), 1))),
             ]
             prod = Signal(signed(25), name=f"vu_prod_{lane}")
             m.d.comb += prod.eq((x - z) * w)
@@ -363,14 +359,16 @@ class VectorUnit(wiring.Component):
 
         t2_valid = Signal(name="vu_t2_valid")
         t2_out = Signal(20, name="vu_t2_out")
-        m.d.sync += [t2_valid.eq(t1_valid & t1_last), t2_out.eq(t1_out)]
+        m.d.sync += t2_valid.eq(t1_valid & t1_last)
+        with m.If(t1_valid & t1_last):
+            m.d.sync += t2_out.eq(t1_out)
         # ------------------------------------------------------------ stage 3: write
         t3_valid = Signal(name="vu_t3_valid")
         t3_out = Signal(20, name="vu_t3_out")
         t3_data = Signal(8 * L, name="vu_t3_data")
-        m.d.sync += [t3_valid.eq(t2_valid), t3_out.eq(t2_out)]
+        m.d.sync += t3_valid.eq(t2_valid)
         with m.If(t2_valid):
-            m.d.sync += t3_data.eq(Cat(*ys))
+            m.d.sync += [t3_out.eq(t2_out), t3_data.eq(Cat(*ys))]
         done = Signal(name="vu_done")
         m.d.comb += [
             self.o_wr_addr.eq(t3_out),
