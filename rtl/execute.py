@@ -29,6 +29,7 @@ from . import isa
 from .config import HWConfig
 from .dma import TokenPort
 from .systolic import SystolicArray
+from .util import pick
 
 __all__ = ["ExecUnit"]
 
@@ -309,8 +310,10 @@ class ExecUnit(wiring.Component):
         # ------------------------------------------------------------ os transposer
         # Two banks of R pixel rows (R bytes each). The walker fills one bank with the
         # command's nx*ny pixel rows while the other emits R beats column-wise: beat c is byte
-        # c of every pixel row. Each emitted beat shifts the bank's rows down one byte, so an
-        # emitted bank is all zeros again (pixels >= nx*ny stay zero).
+        # c of every pixel row. A bank is cleared as its last beat is emitted, so pixels >=
+        # nx*ny read zero. (Emitting by shifting each row down a byte instead made Verilator
+        # keep a shadow copy of all 2*R rows, copied in and out every cycle: a register that is
+        # reset and updated from its own value, like an accumulator.)
         tp_valid = Signal(name="tp_valid")
         tp_data = Signal(8 * R, name="tp_data")
         tp_last = Signal(name="tp_last")
@@ -318,7 +321,10 @@ class ExecUnit(wiring.Component):
         tp_end = Signal(name="tp_end")  # the final beat of a block is accepted
         tp_idle = Signal(name="tp_idle")
         if has_os:
-            bank = [[Signal(8 * R, name=f"tp_b{b}_row{j}") for j in range(R)] for b in range(2)]
+            bank = [
+                [[Signal(8, name=f"tp_b{b}_r{j}_c{k}") for k in range(R)] for j in range(R)]
+                for b in range(2)
+            ]
             claimed = Signal(2, name="tp_claimed")  # bank filled (last pixel issued), not emitted
             full = Signal(2, name="tp_full")  # bank's data landed
             bdrain = Signal(2, name="tp_drain")
@@ -337,13 +343,18 @@ class ExecUnit(wiring.Component):
                 tp_idle.eq(claimed == 0),
             ]
             for j in range(R):
-                m.d.comb += tp_data[8 * j : 8 * j + 8].eq(Mux(e_b, bank[1][j][:8], bank[0][j][:8]))
+                m.d.comb += tp_data[8 * j : 8 * j + 8].eq(
+                    Mux(e_b, pick(bank[1][j], e_c), pick(bank[0][j], e_c))
+                )
             for b in range(2):
                 for j in range(R):
-                    with m.If(tp_fire & (e_b == b)):
-                        m.d.sync += bank[b][j].eq(bank[b][j] >> 8)
+                    with m.If(tp_end & (e_b == b)):
+                        m.d.sync += [byte.eq(0) for byte in bank[b][j]]
                     with m.If(a_got & a_got_os & (got_b == b) & (got_j == j)):
-                        m.d.sync += bank[b][j].eq(self.i_act_data)
+                        m.d.sync += [
+                            byte.eq(self.i_act_data[8 * k : 8 * k + 8])
+                            for k, byte in enumerate(bank[b][j])
+                        ]
             with m.If(tp_fire):
                 m.d.sync += e_c.eq(e_c + 1)
                 with m.If(e_c == R - 1):
