@@ -418,7 +418,7 @@ class LoadUnit(wiring.Component):
         return m
 
 
-def _requant_lane(m: Module, acc, mult, shift, zp, lo, hi, c: int):
+def _requant_lane(m: Module, acc, mult, shift, zp, lo, hi, c, stages=None):
     """``clamp(((acc * mult + R) >> shift) + zp, lo, hi)``, ``R = 1 << (shift - 1)`` (0 if 0).
 
     Every intermediate fits 64 bits, so Verilator evaluates it with scalar arithmetic:
@@ -430,40 +430,38 @@ def _requant_lane(m: Module, acc, mult, shift, zp, lo, hi, c: int):
       ``|q + R'| < 2**62``.
     * The shifted value is saturated to 11 bits before adding ``zp``: any value beyond the
       int8 range of ``lo``/``hi`` clamps to the same bound either way.
+
+    ``stages``: ``None`` for one combinational lane; or the three enables of a pipelined lane
+    (``REQUANT_STAGES`` registers: the product, the shifted value, the value before the
+    clamp, each loaded when its enable is high). Besides cutting the multiply-shift-clamp path,
+    registers let a simulator skip the lane while it is idle: Verilator evaluates every
+    combinational node every cycle.
     """
-    prod = Signal(signed(64), name=f"rq_prod_{c}")
-    m.d.comb += prod.eq(acc * mult)
-    half = Signal(signed(63), name=f"rq_half_{c}")
-    m.d.comb += half.eq(prod >> 1)
-    rnd = Signal(signed(63), name=f"rq_rnd_{c}")  # 2**(S-2) for S >= 2, P[0] for S == 1
-    with m.If(shift == 1):
-        m.d.comb += rnd.eq(prod[0])
-    with m.Else():
-        m.d.comb += rnd.eq(Const(1 << 62, 63) >> (64 - shift)[:6])
-    sum_ = Signal(signed(64), name=f"rq_sum_{c}")
-    m.d.comb += sum_.eq(half + rnd)
-    sh = Signal(signed(64), name=f"rq_sh_{c}")
-    with m.If(shift == 0):
-        m.d.comb += sh.eq(prod)
-    with m.Else():
-        m.d.comb += sh.eq(sum_ >> (shift - 1)[:6])
-    sat = Signal(signed(11), name=f"rq_sat_{c}")
-    with m.If(sh > 1023):
-        m.d.comb += sat.eq(1023)
-    with m.Elif(sh < -1024):
-        m.d.comb += sat.eq(-1024)
-    with m.Else():
-        m.d.comb += sat.eq(sh[:11])
-    v = Signal(signed(12), name=f"rq_v_{c}")
-    m.d.comb += v.eq(sat + zp)
+
+    def point(name, shape, value, k):
+        sig = Signal(shape, name=f"{name}_{c}")
+        if stages is None:
+            m.d.comb += sig.eq(value)
+        else:
+            with m.If(stages[k]):
+                m.d.sync += sig.eq(value)
+        return sig
+
+    prod = point("rq_prod", signed(64), acc * mult, 0)
+    half = prod >> 1
+    # 2**(S-2) for S >= 2, P[0] for S == 1
+    rnd = Mux(shift == 1, prod[0], Const(1 << 62, 63) >> (64 - shift)[:6])
+    sum_ = (half + rnd)[:64].as_signed()
+    sh = point("rq_sh", signed(64), Mux(shift == 0, prod, sum_ >> (shift - 1)[:6]), 1)
+    sat = Mux(sh > 1023, 1023, Mux(sh < -1024, -1024, sh[:11].as_signed()))
+    v = point("rq_v", signed(12), sat + zp, 2)
     y = Signal(signed(8), name=f"rq_y_{c}")
-    with m.If(v < lo):
-        m.d.comb += y.eq(lo)
-    with m.Elif(v > hi):
-        m.d.comb += y.eq(hi)
-    with m.Else():
-        m.d.comb += y.eq(v)
+    m.d.comb += y.eq(Mux(v < lo, lo, Mux(v > hi, hi, v)))
     return y
+
+
+#: Registers of a pipelined requantization lane (see `_requant_lane`).
+REQUANT_STAGES = 3
 
 
 class StoreUnit(wiring.Component):
@@ -477,8 +475,9 @@ class StoreUnit(wiring.Component):
     #: Idle cycles between two STOREs (a STORE is taken the cycle after the previous one's
     #: last accumulator read).
     command_gap = 1
-    #: Stages between an accumulator read and its row's write request (read, requantize).
-    pipeline_latency = 2
+    #: Stages between an accumulator read and its row's write request (the read, the
+    #: requantization's registers, the row register).
+    pipeline_latency = 2 + REQUANT_STAGES
 
     def __init__(self, config: HWConfig, acc_addr_width: int, spad_addr_width: int = 1):
         self._cfg = config
@@ -559,9 +558,9 @@ class StoreUnit(wiring.Component):
         out_layout = data.StructLayout(
             {"bytes": 8 * RB, "addr": ADDR_WIDTH, "len": 8, "last": 1, "push": 1, "vec": 1}
         )
-        rowq = fifo.SyncFIFOBuffered(width=out_layout.size, depth=8)
+        rowq = fifo.SyncFIFOBuffered(width=out_layout.size, depth=6 + self.pipeline_latency)
         m.submodules.rowq = rowq
-        in_pipe = Signal(2, name="st_in_pipe")  # reads in the 2-stage pipeline
+        in_pipe = Signal(range(self.pipeline_latency + 1), name="st_in_pipe")  # rows in flight
         read_ok = active & (rowq.level + in_pipe < rowq.depth - 1)
         cur_vec = get(cur, ST, "vec")
         m.d.comb += [
@@ -592,24 +591,50 @@ class StoreUnit(wiring.Component):
         with m.If(read_ok):
             m.d.sync += [s1_len.eq(get(cur, ST, "len")), s1_push.eq(cur[6]), s1_vec.eq(cur_vec)]
 
-        # ---------------------------------------------------- stage 1: requantize (registered)
+        # ---------------------------------------------------- stage 1: requantize (pipelined)
+        # the row's fields (and a vec row's bytes) travel beside the requantization registers
+        meta_layout = data.StructLayout(
+            {"spad": 8 * cfg.rows, "addr": ADDR_WIDTH, "len": 8, "last": 1, "push": 1, "vec": 1}
+        )
+        meta = Signal(meta_layout, name="st_rq_meta_in")
+        m.d.comb += [
+            meta.spad.eq(self.i_spad_data),
+            meta.addr.eq(s1_addr),
+            meta.len.eq(s1_len),
+            meta.last.eq(s1_last),
+            meta.push.eq(s1_push),
+            meta.vec.eq(s1_vec),
+        ]
+        valid = [s1_valid]
+        for k in range(REQUANT_STAGES):
+            v_next = Signal(name=f"st_rq_valid_{k}")
+            meta_next = Signal(meta_layout, name=f"st_rq_meta_{k}")
+            m.d.sync += v_next.eq(valid[-1])
+            with m.If(valid[-1]):
+                m.d.sync += meta_next.eq(meta)
+            valid.append(v_next)
+            meta = meta_next
         ys = []
         for c in range(C):
-            ys.append(_requant_lane(m, self.i_acc_data[c], mult[c], shift[c], zp, lo, hi, c))
+            ys.append(
+                _requant_lane(
+                    m, self.i_acc_data[c], mult[c], shift[c], zp, lo, hi, c, stages=valid[:-1]
+                )
+            )
         s2 = Signal(out_layout, name="st_s2")
         s2_valid = Signal(name="st_s2_valid")
-        m.d.sync += s2_valid.eq(s1_valid)
-        with m.If(s1_valid):
+        m.d.sync += s2_valid.eq(valid[-1])
+        with m.If(valid[-1]):
             m.d.sync += [
-                s2.bytes.eq(Mux(s1_vec, self.i_spad_data, Cat(*ys))),
-                s2.addr.eq(s1_addr),
-                s2.len.eq(s1_len),
-                s2.last.eq(s1_last),
-                s2.push.eq(s1_push),
-                s2.vec.eq(s1_vec),
+                s2.bytes.eq(Mux(meta.vec, meta.spad, Cat(*ys))),
+                s2.addr.eq(meta.addr),
+                s2.len.eq(meta.len),
+                s2.last.eq(meta.last),
+                s2.push.eq(meta.push),
+                s2.vec.eq(meta.vec),
             ]
         m.d.comb += [rowq.w_en.eq(s2_valid), rowq.w_data.eq(s2.as_value())]
-        m.d.comb += in_pipe.eq(s1_valid + s2_valid)
+        m.d.comb += in_pipe.eq(sum(valid) + s2_valid)
 
         # ---------------------------------------------------- stage 2: request + beats
         head = data.View(out_layout, rowq.r_data)
@@ -654,6 +679,6 @@ class StoreUnit(wiring.Component):
             self.tok_vec.give.eq(row_written & head.last & head.push & head.vec),
             self.o_retired.eq((row_written & head.last) | take & ~is_store),
         ]
-        m.d.comb += idle_pipe.eq(~active & ~s1_valid & ~s2_valid & ~rowq.r_rdy)
+        m.d.comb += idle_pipe.eq(~active & ~in_pipe.any() & ~rowq.r_rdy)
         m.d.comb += self.o_busy.eq(~idle_pipe)
         return m
