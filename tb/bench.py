@@ -22,7 +22,10 @@ GEN_REPEATS = 3
 
 
 def bench_size(n: int, sims: tuple[str, ...]) -> dict:
-    cfg = load_config("default").replace(name=f"bench{n}x{n}", rows=n, cols=n)
+    base = load_config("default")
+    # the array alone: only rows/cols matter, but the config must stay valid (the vector unit
+    # reads its lanes from one scratchpad row of `rows` bytes)
+    cfg = base.replace(name=f"bench{n}x{n}", rows=n, cols=n, vector_lanes=min(base.vector_lanes, n))
     gen = []
     for _ in range(GEN_REPEATS):
         t0 = time.perf_counter()
