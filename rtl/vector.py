@@ -25,7 +25,7 @@ from amaranth.lib.wiring import In, Out
 
 from . import isa
 from .config import HWConfig
-from .dma import TokenPort, _requant_lane
+from .dma import REQUANT_STAGES, TokenPort, _requant_lane
 from .util import pick
 
 __all__ = ["VectorUnit"]
@@ -34,8 +34,9 @@ __all__ = ["VectorUnit"]
 class VectorTiming:
     """The vector unit's timing properties (read by the cost model)."""
 
-    #: cycles from the last tap's scratchpad read to its output row written
-    latency = 3
+    #: cycles from the last tap's scratchpad read to its output row written: the read, the MAC,
+    #: the requantization's registers (``rtl.dma.REQUANT_STAGES``), the output row
+    latency = 3 + REQUANT_STAGES
 
     def __init__(self, config: HWConfig):
         self.config = config
@@ -199,7 +200,7 @@ class VectorUnit(wiring.Component):
         kx = Signal(4, name="vu_kx")
         ox = Signal(10, name="vu_ox")
         oy = Signal(10, name="vu_oy")
-        drain = Signal(2, name="vu_drain")
+        drain = Signal(range(VectorTiming.latency), name="vu_drain")
         with m.If(take):
             m.d.sync += [p_idx.eq(0), ky.eq(0), kx.eq(0), ox.eq(0), oy.eq(0)]
 
@@ -290,6 +291,10 @@ class VectorUnit(wiring.Component):
         def plane_byte(r, lane):
             return r[8 * lane : 8 * lane + 8]
 
+        # output pixels through the requantization: t2 (the accumulators are final), one valid
+        # bit per requantization register, then the output row (t3)
+        t2_valid = Signal(name="vu_t2_valid")
+        rq_valid = [t2_valid] + [Signal(name=f"vu_rq_valid_{k}") for k in range(REQUANT_STAGES)]
         ys = []
         for lane in range(L):
             byte = plane_byte(row, lane)
@@ -355,20 +360,27 @@ class VectorUnit(wiring.Component):
                 with m.Else():
                     m.d.sync += acc.eq(base + prod)
             # ---------------------------------------------------- stage 2: requantize
-            ys.append(_requant_lane(m, acc, mult, shift, zp, lo, hi, f"v{lane}"))
+            ys.append(
+                _requant_lane(m, acc, mult, shift, zp, lo, hi, f"v{lane}", stages=rq_valid[:-1])
+            )
 
-        t2_valid = Signal(name="vu_t2_valid")
-        t2_out = Signal(20, name="vu_t2_out")
         m.d.sync += t2_valid.eq(t1_valid & t1_last)
+        out = Signal(20, name="vu_t2_out")
         with m.If(t1_valid & t1_last):
-            m.d.sync += t2_out.eq(t1_out)
+            m.d.sync += out.eq(t1_out)
+        for k in range(REQUANT_STAGES):
+            m.d.sync += rq_valid[k + 1].eq(rq_valid[k])
+            nxt = Signal(20, name=f"vu_rq_out_{k}")
+            with m.If(rq_valid[k]):
+                m.d.sync += nxt.eq(out)
+            out = nxt
         # ------------------------------------------------------------ stage 3: write
         t3_valid = Signal(name="vu_t3_valid")
         t3_out = Signal(20, name="vu_t3_out")
         t3_data = Signal(8 * L, name="vu_t3_data")
-        m.d.sync += t3_valid.eq(t2_valid)
-        with m.If(t2_valid):
-            m.d.sync += [t3_out.eq(t2_out), t3_data.eq(Cat(*ys))]
+        m.d.sync += t3_valid.eq(rq_valid[-1])
+        with m.If(rq_valid[-1]):
+            m.d.sync += [t3_out.eq(out), t3_data.eq(Cat(*ys))]
         done = Signal(name="vu_done")
         m.d.comb += [
             self.o_wr_addr.eq(t3_out),
