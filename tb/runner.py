@@ -6,7 +6,9 @@
 * Verilator builds without ``--public-flat-rw`` (about 10x faster simulation); benches touch only
   top-level ports.
 * One build directory per (simulator, config, Verilog hash), reused across tests and runs; an
-  index keyed by the generator's sources finds it without generating the Verilog again.
+  index keyed by the generator's sources finds it without generating the Verilog again. Only the
+  ``TANDEM_KEEP_BUILDS`` (default 3) most recently used builds of each (simulator, config, bench)
+  are kept: a core build is ~300 MB, and every RTL edit makes a new one.
 * :func:`run_bench` raises :class:`SimulationFailed` if any cocotb test failed, read from the
   results file, so it fails under pytest and outside it alike.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import sys
 import time
@@ -35,6 +38,7 @@ __all__ = [
     "Build",
     "SimulationFailed",
     "build",
+    "prune_builds",
     "run_bench",
     "toolchain_env",
 ]
@@ -42,6 +46,10 @@ __all__ = [
 SIMULATORS = ("verilator", "icarus")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUILD_ROOT = Path(os.environ.get("TANDEM_BUILD_DIR", REPO_ROOT / "build"))
+#: Builds kept per (simulator, config name, bench), most recently used first.
+DEFAULT_KEEP_BUILDS = 3
+#: A build directory without a stamp this old is a failed or abandoned build, not one in progress.
+STALE_UNFINISHED_SECONDS = 3600.0
 
 #: Verilator options: Amaranth's Verilog trips WIDTH warnings by design (``make lint`` runs the
 #: lint pass separately and keeps everything else fatal).
@@ -191,6 +199,7 @@ def build(
     ``tb.dram.DEFAULT_DRAM_BYTES``; another size is another build).
     """
     apply_toolchain_env()
+    keep = _keep_builds()
     if dram_bytes is not None and top != "core":
         raise ValueError(f"dram_bytes sizes the core bench's DRAM; top {top!r} has none")
     # Generating the Verilog takes ~10-40 s for the larger configs: an index keyed by everything
@@ -200,6 +209,7 @@ def build(
     if index.exists() and not force:
         build_dir = BUILD_ROOT / "sim" / sim / index.read_text().strip()
         if (build_dir / "built.stamp").exists():
+            _touch(build_dir / "built.stamp")
             return Build(sim, config, build_dir, _toplevel(top), 0.0)
     toplevel, files, ports = _sources(config, top, dram_bytes)
     vlt = _public_vlt(toplevel, ports) if sim == "verilator" else ""
@@ -209,6 +219,7 @@ def build(
     build_dir = BUILD_ROOT / "sim" / sim / f"{config.name}-{top}-{digest.hexdigest()[:12]}"
     stamp = build_dir / "built.stamp"
     if stamp.exists() and not force:
+        _touch(stamp)
         _write_index(index, build_dir)
         return Build(sim, config, build_dir, toplevel, 0.0)
     if build_dir.exists():
@@ -242,7 +253,63 @@ def build(
     seconds = time.perf_counter() - t0
     stamp.write_text(f"{seconds:.3f}\n")
     _write_index(index, build_dir)
+    prune_builds(BUILD_ROOT / "sim" / sim, config.name, top, keep=keep)
     return Build(sim, config, build_dir, toplevel, seconds)
+
+
+def _keep_builds() -> int:
+    value = os.environ.get("TANDEM_KEEP_BUILDS", str(DEFAULT_KEEP_BUILDS))
+    try:
+        keep = int(value)
+    except ValueError:
+        keep = 0
+    if keep < 1:
+        raise ValueError(
+            f"TANDEM_KEEP_BUILDS={value!r}: give the number of builds to keep per config and "
+            "bench, at least 1 (default 3)"
+        )
+    return keep
+
+
+def _touch(stamp: Path) -> None:
+    """Mark a build as used now (its stamp's mtime orders :func:`prune_builds`)."""
+    with contextlib.suppress(OSError):
+        os.utime(stamp)
+
+
+def prune_builds(sim_root: Path, config_name: str, top: str, *, keep: int) -> list[Path]:
+    """Delete all but the ``keep`` most recently used builds of ``config_name``'s ``top`` bench
+    under ``sim_root`` (``build/sim/<simulator>``), and index entries that point at no build.
+
+    A build's last use is its ``built.stamp``'s mtime (touched on every reuse). A directory
+    without a stamp is a build in progress unless it is older than ``STALE_UNFINISHED_SECONDS``.
+    Returns the directories removed.
+    """
+    pattern = re.compile(rf"{re.escape(config_name)}-{re.escape(top)}-[0-9a-f]{{12}}")
+    now = time.time()
+    finished: list[tuple[float, Path]] = []
+    removed: list[Path] = []
+    for path in sim_root.iterdir() if sim_root.is_dir() else ():
+        if not (path.is_dir() and pattern.fullmatch(path.name)):
+            continue
+        stamp = path / "built.stamp"
+        try:
+            if stamp.exists():
+                finished.append((stamp.stat().st_mtime, path))
+            elif now - path.stat().st_mtime > STALE_UNFINISHED_SECONDS:
+                removed.append(path)
+        except OSError:  # removed by a concurrent prune
+            continue
+    finished.sort(key=lambda item: item[0], reverse=True)
+    removed += [path for _, path in finished[keep:]]
+    for path in removed:
+        shutil.rmtree(path, ignore_errors=True)
+    index_dir = sim_root / "index"
+    for entry in index_dir.iterdir() if index_dir.is_dir() else ():
+        with contextlib.suppress(OSError):
+            if not (sim_root / entry.read_text().strip()).is_dir():
+                entry.unlink()
+    return removed
 
 
 def _toplevel(top: str) -> str:
