@@ -49,6 +49,7 @@ def conv2d_acc(
     stride: int = 1,
     pad: int = 0,
     *,
+    groups: int = 1,
     acc_width: int = 32,
 ) -> np.ndarray:
     """Accumulators of a convolution, bias included, wrapped like the accumulator register.
@@ -57,12 +58,15 @@ def conv2d_acc(
     ----------
     x : (N, H, W, Cin) integer array
         int8-range input, NHWC.
-    w : (K, K, Cin, Cout) integer array
+    w : (K, K, Cin/groups, Cout) integer array
         int8-range weights.
     bias : (Cout,) integer array
         int32-range bias.
     stride, pad : int
         Stride (>= 1) and zero padding on every side (>= 0).
+    groups : int
+        Grouped convolution: output channel ``co`` sums over the input channels of its group
+        ``co // (Cout/groups)`` only (`kernels.layers.Conv2D`).
     acc_width : int
         Accumulator width in bits.
 
@@ -77,12 +81,17 @@ def conv2d_acc(
         raise ValueError(f"stride must be a positive integer, not {stride!r}")
     if not isinstance(pad, int | np.integer) or pad < 0:
         raise ValueError(f"pad must be a non-negative integer, not {pad!r}")
-    k, k2, cin, cout = w.shape
+    if not isinstance(groups, int | np.integer) or groups < 1:
+        raise ValueError(f"groups must be a positive integer, not {groups!r}")
+    k, k2, gcin, cout = w.shape
     if k != k2:
-        raise ValueError(f"w must be (K, K, Cin, Cout) with a square kernel, not {w.shape}")
-    n, h, wd, xcin = x.shape
-    if xcin != cin:
-        raise ValueError(f"x has {xcin} channels (shape {x.shape}) but w expects {cin} ({w.shape})")
+        raise ValueError(f"w must be (K, K, Cin/groups, Cout) with a square kernel, not {w.shape}")
+    n, h, wd, cin = x.shape
+    if cin != gcin * groups or cout % groups:
+        raise ValueError(
+            f"x has {cin} channels (shape {x.shape}) but w {w.shape} with groups={groups} "
+            f"expects {gcin * groups} (and Cout a multiple of groups)"
+        )
     if bias.shape != (cout,):
         raise ValueError(
             f"bias must have shape ({cout},) (one per output channel), not {bias.shape}"
@@ -93,8 +102,9 @@ def conv2d_acc(
     ow = (wd + 2 * pad - k) // stride + 1
     xp = np.zeros((n, h + 2 * pad, wd + 2 * pad, cin), dtype=np.int64)
     xp[:, pad : pad + h, pad : pad + wd, :] = x
-    w64 = w.astype(np.int64)
-    acc = np.zeros((n, oh, ow, cout), dtype=np.int64)
+    # output channel co of group co // gcout: (K, K, gcin, groups, gcout)
+    w64 = w.astype(np.int64).reshape(k, k, gcin, groups, cout // groups)
+    acc = np.zeros((n, oh, ow, groups, cout // groups), dtype=np.int64)
     # |x*w| <= 2**14, so any realistic k*k*cin keeps the exact sum far inside int64.
     for ky in range(k):
         for kx in range(k):
@@ -103,8 +113,9 @@ def conv2d_acc(
                 ky : ky + stride * (oh - 1) + 1 : stride,
                 kx : kx + stride * (ow - 1) + 1 : stride,
                 :,
-            ]
-            acc += patch @ w64[ky, kx]
+            ].reshape(n, oh, ow, groups, gcin)
+            acc += np.einsum("nyxgc,cgo->nyxgo", patch, w64[ky, kx])
+    acc = acc.reshape(n, oh, ow, cout)
     return wrap_signed(wrap_signed(acc, acc_width) + bias.astype(np.int64), acc_width)
 
 
@@ -115,12 +126,14 @@ def conv2d(
     params: RequantParams,
     stride: int = 1,
     pad: int = 0,
+    *,
+    groups: int = 1,
 ) -> np.ndarray:
     """Golden int8 convolution: `conv2d_acc` (32-bit accumulators) then `requantize`.
 
     Parameters
     ----------
-    x, w, bias, stride, pad
+    x, w, bias, stride, pad, groups
         As for `conv2d_acc`.
     params : RequantParams
         Per-output-channel requantization (one channel or ``Cout``) with the activation clamp.
@@ -129,7 +142,8 @@ def conv2d(
     -------
     (N, OH, OW, Cout) int8 array.
     """
-    return _requantize(conv2d_acc(x, w, bias, stride, pad, acc_width=32), params)
+    acc = conv2d_acc(x, w, bias, stride, pad, groups=groups, acc_width=32)
+    return _requantize(acc, params)
 
 
 def check_tensors(layer: Layer, tensors: dict[str, Any]) -> dict[str, Any]:
@@ -210,7 +224,7 @@ def layer_golden(layer: Layer, tensors: dict[str, Any], *, acc: bool = False) ->
     conv = layer.as_conv()
     x = t["input"].reshape(conv.input_shape)
     w = t["weights"].reshape(conv.weight_shape)
-    y = conv2d_acc(x, w, t["bias"], conv.stride, conv.pad)
+    y = conv2d_acc(x, w, t["bias"], conv.stride, conv.pad, groups=conv.groups)
     if not acc:
         y = _requantize(y, t["requant"])
     return y.reshape(layer.output_shape)

@@ -3,7 +3,9 @@
 Layer kinds, all frozen dataclasses validated at construction. For the systolic array:
 
 * `Conv2D` -- a square KxK convolution over NHWC int8 activations with HWIO weights
-  (``(k, k, cin, cout)``), an int32 bias per output channel and a requantized int8 output;
+  (``(k, k, cin/groups, cout)``), an int32 bias per output channel and a requantized int8
+  output; ``groups > 1`` makes a grouped convolution (ResNeXt, RegNet), run on the array a few
+  groups at a time (`kernels.lower.array_form`);
 * `Dense` -- a GEMM ``y[m, n] = x[m, k] @ W[k, n] + bias[n]``, lowered as a 1x1 convolution over
   an image of height 1 and width ``m`` (`Dense.as_conv`).
 
@@ -16,21 +18,24 @@ For the vector unit (`VECTOR_LAYERS`; golden models in `kernels.vector`):
 
 Layer spec syntax (the ``tandem`` command line quotes `LAYER_SPEC_HELP`)::
 
-    conv:h=H,w=W,cin=CIN,cout=COUT,k=K[,s=1][,p=0][,n=1][,act=none][,name=NAME]
+    conv:h=H,w=W,cin=CIN,cout=COUT,k=K[,s=1][,p=0][,g=1][,n=1][,act=none][,name=NAME]
     gemm:m=M,k=K,n=N[,act=none][,name=NAME]          (dense: is an alias of gemm:)
     dw:h=H,w=W,c=C,k=K[,s=1][,p=0][,n=1][,act=none][,name=NAME]
     add:h=H,w=W,c=C[,n=1][,act=none][,name=NAME]
     maxpool:h=H,w=W,c=C,k=K[,kw=K][,s=1][,p=0][,n=1][,name=NAME]    (avgpool: the same keys)
     gap:h=H,w=W,c=C[,n=1][,name=NAME]                (global average pool)
 
-``s`` is the stride, ``p`` the zero padding on every side, ``n`` the batch (``b`` is an alias in
-the vector kinds); ``act`` is one of ``none``, ``relu``, ``relu6``. Keys may come in any order;
-spaces around items are ignored. Examples: ``conv:h=56,w=56,cin=64,cout=64,k=3,s=1,p=1,act=relu``,
-``gemm:m=100,k=70,n=30``, ``dw:h=7,w=7,c=3,k=5,s=2,p=2`` and ``maxpool:h=8,w=8,c=16,k=2,s=2``.
+``s`` is the stride, ``p`` the zero padding on every side, ``g`` the groups (a grouped
+convolution), ``n`` the batch (``b`` is an alias in the vector kinds); ``act`` is one of ``none``,
+``relu``, ``relu6``. Keys may come in any order; spaces around items are ignored. Examples:
+``conv:h=56,w=56,cin=64,cout=64,k=3,s=1,p=1,act=relu``, ``conv:h=28,w=28,cin=128,cout=128,k=3,
+p=1,g=32`` (a ResNeXt group convolution), ``gemm:m=100,k=70,n=30``, ``dw:h=7,w=7,c=3,k=5,s=2,p=2``
+and ``maxpool:h=8,w=8,c=16,k=2,s=2``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,8 +59,8 @@ __all__ = [
 Activation = Literal["none", "relu", "relu6"]
 
 LAYER_SPEC_HELP = (
-    "conv:h=H,w=W,cin=CIN,cout=COUT,k=K[,s=1][,p=0][,n=1][,act=none|relu|relu6][,name=NAME] "
-    "(KxK convolution, NHWC int8; s stride, p zero padding, n batch) or "
+    "conv:h=H,w=W,cin=CIN,cout=COUT,k=K[,s=1][,p=0][,g=1][,n=1][,act=none|relu|relu6]"
+    "[,name=NAME] (KxK convolution, NHWC int8; s stride, p zero padding, g groups, n batch) or "
     "gemm:m=M,k=K,n=N[,act=none|relu|relu6][,name=NAME] (y[m,n] = x[m,k] @ W[k,n] + bias) or "
     "dw:h=H,w=W,c=C,k=K[,s=1][,p=0][,n=1][,act=none|relu|relu6][,name=NAME] (depthwise KxK) or "
     "add:h=H,w=W,c=C[,n=1][,act=none|relu|relu6][,name=NAME] (residual add of two tensors) or "
@@ -112,10 +117,16 @@ class Conv2D:
         Number of images.
     act : {"none", "relu", "relu6"}
         Activation folded into the requantization clamp.
+    groups : int
+        Grouped convolution: input channels ``[g*cin/groups, (g+1)*cin/groups)`` feed only
+        output channels ``[g*cout/groups, (g+1)*cout/groups)``. Both channel counts must be
+        multiples of it. A depthwise convolution (``groups == cin == cout``) is a
+        `DepthwiseConv2D`, which the vector unit runs.
 
     Notes
     -----
-    Tensors: input ``(batch, h, w, cin)``, weights ``(k, k, cin, cout)``, bias ``(cout,)``,
+    Tensors: input ``(batch, h, w, cin)``, weights ``(k, k, cin/groups, cout)`` (output channel
+    ``co`` of group ``co // (cout/groups)`` reads that group's input channels), bias ``(cout,)``,
     output ``(batch, out_h, out_w, cout)``, all C-contiguous.
     """
 
@@ -129,13 +140,19 @@ class Conv2D:
     pad: int = 0
     batch: int = 1
     act: Activation = "none"
+    groups: int = 1
 
     def __post_init__(self) -> None:
         _check_name(self.name)
-        for field in ("h", "w", "cin", "cout", "k", "stride", "batch"):
+        for field in ("h", "w", "cin", "cout", "k", "stride", "batch", "groups"):
             _check_int(self.name, field, getattr(self, field), 1)
         _check_int(self.name, "pad", self.pad, 0)
         _check_act(self.name, self.act)
+        if self.cin % self.groups or self.cout % self.groups:
+            raise ValueError(
+                f"layer {self.name!r}: groups={self.groups} must divide both cin={self.cin} "
+                f"and cout={self.cout}"
+            )
         for dim in ("h", "w"):
             size = getattr(self, dim)
             if self.k > size + 2 * self.pad:
@@ -157,12 +174,12 @@ class Conv2D:
 
     @property
     def depth(self) -> int:
-        """Dot-product length of one output, ``k*k*cin``."""
-        return self.k * self.k * self.cin
+        """Dot-product length of one output, ``k*k*cin/groups``."""
+        return self.k * self.k * self.cin // self.groups
 
     @property
     def macs(self) -> int:
-        """Multiply-accumulates of the layer, ``batch*out_h*out_w*cout*k*k*cin``.
+        """Multiply-accumulates of the layer, ``batch*out_h*out_w*cout*k*k*cin/groups``.
 
         Every kernel tap counts (taps over the zero border too), but not the lanes the array
         wastes when ``cin`` or ``cout`` is not a multiple of its size.
@@ -175,7 +192,7 @@ class Conv2D:
 
     @property
     def weight_shape(self) -> tuple[int, int, int, int]:
-        return (self.k, self.k, self.cin, self.cout)
+        return (self.k, self.k, self.cin // self.groups, self.cout)
 
     @property
     def output_shape(self) -> tuple[int, int, int, int]:
@@ -189,7 +206,7 @@ class Conv2D:
     @property
     def weight_bytes(self) -> int:
         """Bytes of the int8 weights (the int32 bias not included)."""
-        return self.k * self.k * self.cin * self.cout
+        return self.k * self.k * self.cin // self.groups * self.cout
 
     @property
     def output_bytes(self) -> int:
@@ -199,6 +216,15 @@ class Conv2D:
     def as_conv(self) -> Conv2D:
         """The layer as a convolution (itself)."""
         return self
+
+    def group_conv(self) -> Conv2D:
+        """The convolution of one group (``cin/groups -> cout/groups``, same window and name):
+        what the array runs ``groups`` times. Itself when ``groups == 1``."""
+        if self.groups == 1:
+            return self
+        return dataclasses.replace(
+            self, cin=self.cin // self.groups, cout=self.cout // self.groups, groups=1
+        )
 
 
 @dataclass(frozen=True)
@@ -596,6 +622,7 @@ _SPEC_KEYS: dict[str, tuple[Callable[..., Layer], dict[str, str], tuple[str, ...
             "k": "k",
             "s": "stride",
             "p": "pad",
+            "g": "groups",
             "n": "batch",
             "act": "act",
             "name": "name",

@@ -54,7 +54,8 @@ group's last MATMUL pushes e2s. The tokens keep the invariants above.
 Segments
 --------
 `lower_segments` builds one program for several convolutions of the same geometry (for example
-the channels of a depthwise convolution, each a ``cin = cout = 1`` convolution). Each `Segment`
+the channels of a depthwise convolution, each a ``cin = cout = 1`` convolution, or the groups of
+a grouped convolution, a few side by side per segment: `array_form`). Each `Segment`
 says where its input, weights and output are in DRAM and how many bytes separate two pixels, so a
 segment can read and write one channel plane of a wider NHWC tensor. The segments' steps run in
 order through the same ring buffers with the same tokens, as if they were one layer: the next
@@ -78,22 +79,99 @@ from rtl.config import HWConfig
 from rtl.isa import Op
 
 from .conv import check_tensors
-from .layers import Conv2D, Dense, Layer
+from .layers import Conv2D, Dense, DepthwiseConv2D, Layer
 from .requant import RequantParams
 
 __all__ = [
     "ALIGN",
+    "ArrayForm",
     "Lowered",
     "Region",
     "Segment",
     "TilePlan",
+    "array_form",
     "default_plan",
     "lower",
     "lower_segments",
+    "segment_weights",
     "weight_image",
 ]
 
 ALIGN = 64  # every DRAM region starts on a multiple of this many bytes
+
+
+@dataclass(frozen=True)
+class ArrayForm:
+    """How the array runs a layer: the convolution ``conv`` once per segment (`lower_segments`).
+
+    Segment ``i`` reads the input channels from ``i * in_step`` and writes the output channels
+    from ``i * out_step`` of the layer's NHWC tensors, with the weights `segment_weights` gives.
+    A tile plan tiles ``conv``. ``pack`` groups of a grouped convolution share a segment.
+    """
+
+    conv: Conv2D
+    segments: int
+    in_step: int
+    out_step: int
+    pack: int = 1
+
+
+def array_form(layer: Layer, config: HWConfig) -> ArrayForm:
+    """The `ArrayForm` of a layer on ``config``'s array.
+
+    A convolution or dense layer is one segment. A depthwise layer on the array is one segment
+    per channel (`DepthwiseConv2D.channel_conv`). A grouped convolution packs ``pack`` groups
+    into each segment, the largest divisor of ``groups`` whose packed input channels fit one
+    scratchpad row (``rows``) and packed output channels one array pass (``cols``): the segment
+    is a ``pack*cin/groups -> pack*cout/groups`` convolution with block-diagonal weights (zero
+    between groups), so the array runs ``pack`` groups side by side instead of one after the
+    other (ResNeXt's 4-channel groups fill a 16x16 array 4 at a time). The zeros change no
+    result: each output channel still sums over its own group only.
+    """
+    if isinstance(layer, DepthwiseConv2D):
+        return ArrayForm(layer.channel_conv(), layer.c, 1, 1)
+    if not isinstance(layer, Conv2D | Dense):
+        raise TypeError(
+            f"layer {getattr(layer, 'name', layer)!r}: the array runs Conv2D, Dense and "
+            f"DepthwiseConv2D layers, not a {type(layer).__name__}"
+        )
+    conv = layer.as_conv()
+    group = conv.group_conv()
+    gin, gout = group.cin, group.cout
+    pack = max(
+        d
+        for d in range(1, conv.groups + 1)
+        if conv.groups % d == 0
+        and d * gin <= max(config.rows, gin)
+        and d * gout <= max(config.cols, gout)
+    )
+    seg = dataclasses.replace(group, cin=pack * gin, cout=pack * gout)
+    return ArrayForm(seg, conv.groups // pack, pack * gin, pack * gout, pack)
+
+
+def segment_weights(layer: Layer, form: ArrayForm, weights: np.ndarray) -> list[np.ndarray]:
+    """Each segment's ``(k, k, cin, cout)`` weights of ``form.conv`` from the layer's weights:
+    a depthwise layer's channel filter; a grouped convolution's ``pack`` group filters on the
+    diagonal of a block matrix, zero elsewhere."""
+    w = np.asarray(weights)
+    if isinstance(layer, DepthwiseConv2D):
+        return [w[:, :, ch].reshape(form.conv.weight_shape) for ch in range(layer.c)]
+    full = layer.as_conv()
+    w = w.reshape(full.weight_shape)
+    if full.groups == 1:
+        return [w]
+    k, gin, gout = full.k, full.cin // full.groups, full.cout // full.groups
+    out = []
+    for i in range(form.segments):
+        block = np.zeros((k, k, form.pack * gin, form.pack * gout), dtype=w.dtype)
+        for j in range(form.pack):
+            g = i * form.pack + j
+            block[:, :, j * gin : (j + 1) * gin, j * gout : (j + 1) * gout] = w[
+                :, :, :, g * gout : (g + 1) * gout
+            ]
+        out.append(block)
+    return out
+
 
 # Widths of the ISA fields the lowering fills (rtl/isa.py FIELDS).
 _MAX_LEN = (1 << isa.FIELDS[Op.LOAD]["len"][1]) - 1
@@ -183,13 +261,13 @@ class TilePlan:
         Checks the accumulator and scratchpad capacity (with the buffering), and the ISA field
         widths the program needs (tile width and height, stride, row lengths, strides).
         """
-        error = _Geometry(config, layer.as_conv(), self).error
+        error = _Geometry(config, array_form(layer, config).conv, self).error
         if error:
             raise ValueError(error)
 
     def footprint(self, config: HWConfig, layer: Layer) -> tuple[int, int]:
         """(scratchpad rows, accumulator rows) the plan uses, buffering included."""
-        g = _Geometry(config, layer.as_conv(), self)
+        g = _Geometry(config, array_form(layer, config).conv, self)
         return g.spad_used, g.acc_used
 
 
@@ -391,7 +469,7 @@ def default_plan(config: HWConfig, layer: Layer, dataflow: str | None = None) ->
     """
     if dataflow is None:
         dataflow = "ws" if config.has_ws else "os"
-    plan = _default_plan(config, layer.as_conv())
+    plan = _default_plan(config, array_form(layer, config).conv)
     return dataclasses.replace(plan, dataflow=dataflow)
 
 
@@ -1060,7 +1138,8 @@ def lower(
     config : HWConfig
         The accelerator (array size, scratchpad and accumulator rows).
     layer : Conv2D or Dense
-        A dense layer lowers as its 1x1 convolution (`Dense.as_conv`).
+        A dense layer lowers as its 1x1 convolution (`Dense.as_conv`), a grouped convolution as
+        one segment per ``pack`` groups (`array_form`).
     tensors : dict
         ``input``, ``weights``, ``bias``, ``requant`` (see `kernels.conv.random_layer_data`).
     plan : TilePlan, optional
@@ -1083,7 +1162,9 @@ def lower(
     if not isinstance(layer, Conv2D | Dense):
         raise TypeError(f"layer must be a Conv2D or Dense, not {type(layer).__name__}")
     t = check_tensors(layer, tensors)
-    conv = layer.as_conv()
+    full = layer.as_conv()
+    form = array_form(layer, config)
+    conv = form.conv
     if plan is None:
         plan = default_plan(config, layer)
     elif not isinstance(plan, TilePlan):
@@ -1093,7 +1174,9 @@ def lower(
         raise ValueError(g.error)
 
     x = np.ascontiguousarray(t["input"], dtype=np.int8)
-    wimg = weight_image(config, conv, t["weights"])
+    # a grouped convolution: one weight image per segment, back to back
+    wimgs = [weight_image(config, conv, w) for w in segment_weights(layer, form, t["weights"])]
+    wimg = np.stack(wimgs) if form.segments > 1 else wimgs[0]
     addr: dict[str, int] = {}
     regions: dict[str, Region] = {}
     cursor = 0
@@ -1108,7 +1191,8 @@ def lower(
             "weights",
             wimg.nbytes,
             wimg.shape,
-            "int8 weight tiles [n-tile][chunk][ky][kx][row k][wrows*rows] (pre-arranged)",
+            "int8 weight tiles [n-tile][chunk][ky][kx][row k][wrows*rows] (pre-arranged)"
+            + (" per group: [group][...]" if form.segments > 1 else ""),
         ),
         (
             "output",
@@ -1123,10 +1207,19 @@ def lower(
         cursor = _align(cursor + nbytes)
 
     bias = tuple(int(v) for v in np.asarray(t["bias"]).reshape(-1))
-    seg = Segment(
-        addr["input"], conv.cin, addr["weights"], addr["output"], conv.cout, bias, t["requant"]
-    )
-    cmds = _Builder(config, conv, plan, g, [seg]).build()
+    segs = [
+        Segment(
+            input_addr=addr["input"] + i * form.in_step,
+            input_stride=full.cin,
+            weights_addr=addr["weights"] + i * wimgs[0].nbytes,
+            output_addr=addr["output"] + i * form.out_step,
+            output_stride=full.cout,
+            bias=bias[i * form.out_step : (i + 1) * form.out_step],
+            requant=t["requant"].channel_slice(i * form.out_step, (i + 1) * form.out_step),
+        )
+        for i in range(form.segments)
+    ]
+    cmds = _Builder(config, conv, plan, g, segs).build()
     program = tuple(cmd.word() for cmd in cmds)
     prog_bytes = isa.to_bytes(program)
     program_addr = cursor

@@ -132,14 +132,6 @@ def _check_tensors(layer: Any, tensors: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _channel_requant(params: RequantParams, ch: int) -> RequantParams:
-    if params.channels == 1:
-        return params
-    return dataclasses.replace(
-        params, multiplier=(params.multiplier[ch],), shift=(params.shift[ch],)
-    )
-
-
 def _plan(config: HWConfig, conv: Conv2D, plan: TilePlan | None) -> TilePlan:
     """The given plan, validated; else `default_plan` with weights double-buffered per channel
     (each channel has its own weights, so a second weight slot lets the next channel's load
@@ -222,7 +214,7 @@ def _lower(
             output_addr=regions["output"].addr + ch,
             output_stride=c,
             bias=(int(t["bias"][ch]),),
-            requant=_channel_requant(t["requant"], ch),
+            requant=t["requant"].channel_slice(ch, ch + 1),
         )
         for ch in range(c)
     ]

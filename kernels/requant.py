@@ -13,6 +13,7 @@ half up (towards +infinity). See ``docs/requant.md``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -166,6 +167,17 @@ class RequantParams:
             )
 
     # ---------------------------------------------------------------- derived values
+    def channel_slice(self, start: int, stop: int) -> RequantParams:
+        """The parameters of output channels ``start..stop-1`` (itself when it has one channel
+        for all): a segment's share of a layer's, `kernels.lower.lower_segments`."""
+        if self.channels == 1:
+            return self
+        if not 0 <= start < stop <= self.channels:
+            raise ValueError(f"channels {start}..{stop - 1} outside 0..{self.channels - 1}")
+        return dataclasses.replace(
+            self, multiplier=self.multiplier[start:stop], shift=self.shift[start:stop]
+        )
+
     @property
     def channels(self) -> int:
         """Number of channels (1 means per-tensor: it applies to every channel)."""

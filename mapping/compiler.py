@@ -50,7 +50,6 @@ calibrates its requantization the same way. An average pool keeps its input's sc
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,7 +57,16 @@ import numpy as np
 
 from kernels.conv import BIAS_RANGE, layer_golden
 from kernels.layers import Add, Conv2D, Dense, DepthwiseConv2D, Layer, Pool2D
-from kernels.lower import ALIGN, Region, Segment, TilePlan, default_plan, lower_segments
+from kernels.lower import (
+    ALIGN,
+    Region,
+    Segment,
+    TilePlan,
+    array_form,
+    default_plan,
+    lower_segments,
+    segment_weights,
+)
 from kernels.lower import weight_image as _weight_image
 from kernels.lower_vector import (
     VectorPlan,
@@ -482,14 +490,6 @@ def _layer_data(
 # -------------------------------------------------------------------- programs
 
 
-def _channel_requant(params: RequantParams, ch: int) -> RequantParams:
-    if params.channels == 1:
-        return params
-    return dataclasses.replace(
-        params, multiplier=(params.multiplier[ch],), shift=(params.shift[ch],)
-    )
-
-
 class _Weights:
     """Appends aligned blobs to the weights region."""
 
@@ -526,32 +526,22 @@ def _node_program(
         )  # fmt: skip
     (x,) = src
     bias = [int(v) for v in np.asarray(t["bias"]).reshape(-1)]
-    if isinstance(layer, DepthwiseConv2D):  # one cin = cout = 1 convolution per channel
-        conv = channel_conv(layer)
-        segments = [
-            Segment(
-                input_addr=x.addr + ch,
-                input_stride=x.pixel_stride,
-                weights_addr=weights.add(_weight_image(config, conv, t["weights"][:, :, ch])),
-                output_addr=out.addr + ch,
-                output_stride=out.pixel_stride,
-                bias=(bias[ch],),
-                requant=_channel_requant(t["requant"], ch),
-            )
-            for ch in range(layer.c)
-        ]
-        return lower_segments(config, conv, plan, segments)
-    conv = layer.as_conv()
-    seg = Segment(
-        input_addr=x.addr,
-        input_stride=x.pixel_stride,
-        weights_addr=weights.add(_weight_image(config, conv, t["weights"])),
-        output_addr=out.addr,
-        output_stride=out.pixel_stride,
-        bias=tuple(bias),
-        requant=t["requant"],
-    )
-    return lower_segments(config, conv, plan, [seg])
+    # one segment per channel of a depthwise layer, per `pack` groups of a grouped convolution
+    form = array_form(layer, config)
+    seg_weights = segment_weights(layer, form, t["weights"])
+    segments = [
+        Segment(
+            input_addr=x.addr + i * form.in_step,
+            input_stride=x.pixel_stride,
+            weights_addr=weights.add(_weight_image(config, form.conv, seg_weights[i])),
+            output_addr=out.addr + i * form.out_step,
+            output_stride=out.pixel_stride,
+            bias=tuple(bias[i * form.out_step : (i + 1) * form.out_step]),
+            requant=t["requant"].channel_slice(i * form.out_step, (i + 1) * form.out_step),
+        )
+        for i in range(form.segments)
+    ]
+    return lower_segments(config, form.conv, plan, segments)
 
 
 # -------------------------------------------------------------------- entry point

@@ -38,11 +38,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 
 from kernels.layers import Add, Conv2D, Dense, DepthwiseConv2D, Pool2D
-from kernels.lower import _MAX_ROWS, TilePlan, _Geometry
+from kernels.lower import _MAX_ROWS, TilePlan, _Geometry, array_form
 from kernels.lower_vector import VectorGeometry, VectorPlan
 from rtl import isa
 from rtl.config import HWConfig
@@ -239,7 +240,13 @@ def _array_model(
     latency: int,
     macs: int,
     bound_only: bool = False,
+    *,
+    in_step: int = 1,
+    out_step: int = 1,
 ) -> tuple[ArrayLayerCycles, dict[str, float]] | tuple[float, float]:
+    """The model of `lower_segments` running ``conv`` once per segment; segment ``i`` reads its
+    input channels from byte ``i * in_step`` of a pixel (``in_stride`` bytes apart) and writes
+    its output channels from byte ``i * out_step`` (`kernels.lower.ArrayForm`)."""
     g = _Geometry(config, conv, plan)
     if g.error:
         raise ValueError(g.error)
@@ -264,18 +271,29 @@ def _array_model(
     group_c0 = [kg * g.group_chunks for kg in range(kgs)]
 
     # ---- per input tile: loads; per tile x n-tile: MATMULs and stores
+    # (the segments' rows start at different offsets in a beat: their mean)
+    in_offsets = Counter(i * in_step % beat for i in range(segments))
+    out_offsets = Counter(i * out_step % beat for i in range(segments))
+
+    def seg_beats(stride: int, length: int, at: int, offsets: Counter) -> float:
+        return (
+            sum(
+                n * _mean_beats(stride, length, beat, (off + at) % beat)
+                for off, n in offsets.items()
+            )
+            / segments
+        )
+
     group_chunk_beats = [
         sum(
-            _mean_beats(in_stride, min(r, conv.cin - kc * r), beat, (kc * r) % beat)
+            seg_beats(in_stride, min(r, conv.cin - kc * r), kc * r, in_offsets)
             for kc in range(group_c0[kg], group_c0[kg] + group_nch[kg])
         )
         for kg in range(kgs)
     ]
     chunk_beats = sum(group_chunk_beats)
     out_len = [min(c, conv.cout - nt * c) for nt in range(nt_n)]
-    out_beats = [
-        _mean_beats(out_stride, ln, beat, (nt * c) % beat) for nt, ln in enumerate(out_len)
-    ]
+    out_beats = [seg_beats(out_stride, ln, nt * c, out_offsets) for nt, ln in enumerate(out_len)]
     w_rows = g.wntile_rows * (nt_n if plan.resident_weights else 1)
     w_row_beats = _mean_beats(r, r, beat, 0)
     # each group's weights are their own LOADs
@@ -466,8 +484,8 @@ def _array_model(
         "load_beats": load_beats,
         # exact: every n-tile stores every output pixel once (a segment's plane at its offset)
         "store_beats": sum(
-            _run_beats(out_stride, ln, beat, seg_off + nt * c, pixels)
-            for seg_off in range(segments)
+            n * _run_beats(out_stride, ln, beat, seg_off + nt * c, pixels)
+            for seg_off, n in out_offsets.items()
             for nt, ln in enumerate(out_len)
         ),
         "fetch_beats": fetch_beats,
@@ -719,10 +737,7 @@ def array_layer_cycles(
     """
     _check_array(layer, plan, (Conv2D, Dense))
     _bandwidth(bandwidth, latency)
-    conv = layer.as_conv()
-    out, _ = _array_model(config, conv, plan, 1, conv.cin, conv.cout, bandwidth, latency,
-                          layer.macs)  # fmt: skip
-    return out
+    return _array_run(config, layer, plan, bandwidth, latency)[0]
 
 
 def depthwise_array_cycles(
@@ -739,9 +754,27 @@ def depthwise_array_cycles(
     Parameters and errors as `array_layer_cycles`."""
     _check_array(layer, plan, (DepthwiseConv2D,))
     _bandwidth(bandwidth, latency)
-    out, _ = _array_model(config, layer.channel_conv(), plan, layer.c, layer.c, layer.c,
-                          bandwidth, latency, layer.macs)  # fmt: skip
-    return out
+    return _array_run(config, layer, plan, bandwidth, latency)[0]
+
+
+def _array_run(
+    config: HWConfig,
+    layer: Conv2D | Dense | DepthwiseConv2D,
+    plan: TilePlan,
+    bandwidth: float,
+    latency: int,
+    bound_only: bool = False,
+):
+    """`_array_model` of the program `kernels.lower` builds for ``layer``: its `array_form`'s
+    segments over the layer's whole NHWC tensors."""
+    form = array_form(layer, config)
+    if isinstance(layer, DepthwiseConv2D):
+        in_stride = out_stride = layer.c
+    else:
+        in_stride, out_stride = layer.as_conv().cin, layer.as_conv().cout
+    return _array_model(config, form.conv, plan, form.segments, in_stride, out_stride, bandwidth,
+                        latency, layer.macs, bound_only, in_step=form.in_step,
+                        out_step=form.out_step)  # fmt: skip
 
 
 def _check_array(layer, plan, kinds) -> None:
@@ -895,14 +928,8 @@ def layer_cost(
     _bandwidth(bandwidth, latency)
     table = energy if energy is not None else _default_table()
     if isinstance(plan, TilePlan):
-        if isinstance(layer, Conv2D | Dense):
-            conv = layer.as_conv()
-            cyc, n = _array_model(config, conv, plan, 1, conv.cin, conv.cout, bandwidth,
-                                  latency, layer.macs)  # fmt: skip
-        elif isinstance(layer, DepthwiseConv2D):
-            conv = layer.channel_conv()
-            cyc, n = _array_model(config, conv, plan, layer.c, layer.c, layer.c, bandwidth,
-                                  latency, layer.macs)  # fmt: skip
+        if isinstance(layer, Conv2D | Dense | DepthwiseConv2D):
+            cyc, n = _array_run(config, layer, plan, bandwidth, latency)
         else:
             raise TypeError(
                 f"layer {getattr(layer, 'name', layer)!r}: a TilePlan runs a Conv2D, Dense or "
@@ -932,14 +959,8 @@ def array_cycles_floor(
     through the DRAM port plus one latency (the floor the model holds its total to). A few
     times cheaper than the model, so the mapper can skip plans that cannot win."""
     _bandwidth(bandwidth, latency)
-    if isinstance(layer, DepthwiseConv2D):
-        conv, segments, in_stride, out_stride = layer.channel_conv(), layer.c, layer.c, layer.c
-    else:
-        _check_array(layer, plan, (Conv2D, Dense))
-        conv, segments = layer.as_conv(), 1
-        in_stride, out_stride = conv.cin, conv.cout
-    port, streamed = _array_model(config, conv, plan, segments, in_stride, out_stride, bandwidth,
-                                  latency, layer.macs, bound_only=True)  # fmt: skip
+    _check_array(layer, plan, (Conv2D, Dense, DepthwiseConv2D))
+    port, streamed = _array_run(config, layer, plan, bandwidth, latency, bound_only=True)
     return max(port, streamed)
 
 

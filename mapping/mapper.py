@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from kernels.layers import Add, Conv2D, Dense, DepthwiseConv2D, Pool2D
-from kernels.lower import TilePlan, _Geometry, _min_k_groups
+from kernels.lower import TilePlan, _Geometry, _min_k_groups, array_form
 from kernels.lower_vector import VectorGeometry, VectorPlan, _largest
 from rtl.config import HWConfig
 
@@ -230,10 +230,10 @@ def candidate_plans(config: HWConfig, layer: Any) -> list[Plan]:
     channel at a time); adds and pools: `VectorPlan`.
     """
     if isinstance(layer, Conv2D | Dense):
-        return list(_array_plans(config, layer.as_conv()))
+        return list(_array_plans(config, array_form(layer, config).conv))
     if isinstance(layer, DepthwiseConv2D):
         vector = list(_vector_plans(config, layer)) if layer.k <= config.vector_max_kernel else []
-        return vector + list(_array_plans(config, layer.channel_conv()))
+        return vector + list(_array_plans(config, array_form(layer, config).conv))
     if isinstance(layer, Add | Pool2D):
         return list(_vector_plans(config, layer))
     raise TypeError(f"layer must be a layer of kernels.layers, not {type(layer).__name__}")
@@ -244,7 +244,7 @@ def naive_plan(config: HWConfig, layer: Any) -> Plan:
     time), the largest single-buffered tile (full rows first), no overlap; adds and pools on the
     vector unit, single-buffered."""
     if isinstance(layer, Conv2D | Dense | DepthwiseConv2D):
-        conv = layer.as_conv() if not isinstance(layer, DepthwiseConv2D) else layer.channel_conv()
+        conv = array_form(layer, config).conv
         geo_config = config if config.has_ws else config.replace(dataflow="both")
         dataflow = "ws" if config.has_ws else "os"
         # resident weights first, then streamed n-tiles (n-tiles inside, then outside)

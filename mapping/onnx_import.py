@@ -3,9 +3,10 @@
 `load_onnx` reads any model of opset 9 or later, runs `onnx.shape_inference.infer_shapes` and maps
 each node to the Tandem operation that runs it, NCHW shapes turned into NHWC:
 
-* ``Conv`` and ``QLinearConv`` -> `Conv2D` (``group=1``) or `DepthwiseConv2D`
-  (``group == cin == cout``); ``Gemm``, ``MatMul`` and ``QLinearMatMul`` with constant weights ->
-  `Dense` (a MatMul over more than two dimensions gets a `Reshape` on either side);
+* ``Conv`` and ``QLinearConv`` -> `DepthwiseConv2D` (``group == cin == cout``) or `Conv2D`
+  (with its ``group``: a grouped convolution runs on the array a few groups at a time); ``Gemm``,
+  ``MatMul`` and ``QLinearMatMul`` with constant weights -> `Dense` (a MatMul over more than two
+  dimensions gets a `Reshape` on either side);
 * ``Add`` / ``Sum`` of two activations of one shape -> `Add`; ``MaxPool``, ``AveragePool`` ->
   `Pool2D`; ``GlobalAveragePool``, ``GlobalMaxPool`` -> a pool over the whole map;
 * ``Concat`` (channels) -> `Concat`; ``Flatten``, ``Reshape``, ``Squeeze``, ``Unsqueeze`` ->
@@ -23,11 +24,11 @@ each node to the Tandem operation that runs it, NCHW shapes turned into NHWC:
   ``ConstantOfShape``, ``Shape`` of a static tensor, weight reshapes) fold away.
 
 Everything else, and any attribute Tandem cannot honour exactly (dilations, non-square kernels,
-unequal strides, asymmetric padding or ``ceil_mode`` that change the output size, grouped
-convolutions other than depthwise, ...), is collected, and one `ValueError` lists every such node
-by name and op type with the reason. Padding: Tandem pads every side alike, so a node's begin pads
-become ``pad``; end pads that differ are accepted only where they leave the output size unchanged
-(the extra rows are never read, so the result is exact).
+unequal strides, asymmetric padding or ``ceil_mode`` that change the output size, ...), is
+collected, and one `ValueError` lists every such node by name and op type with the reason.
+Padding: Tandem pads every side alike, so a node's begin pads become ``pad``; end pads that
+differ are accepted only where they leave the output size unchanged (the extra rows are never
+read, so the result is exact).
 
 Conventions: images are NCHW in ONNX and NHWC in Tandem; a flatten of an image lists its
 elements in NHWC order, which differs from ONNX's by a fixed permutation of the next dense
@@ -328,11 +329,6 @@ class _Importer:
             reasons.append(f"kernel_shape {_fmt(kernel)}; Tandem convolutions are square")
         n, cin, h, wd = xs
         cout, g = ys[1], a.get("group", 1)
-        if g != 1 and not g == cin == cout:
-            reasons.append(
-                f"group={g} with {cin} input and {cout} output channels; Tandem runs group=1 "
-                "and depthwise (group == cin == cout) convolutions only"
-            )
         if reasons:
             raise _Unsupported("; ".join(reasons))
         try:

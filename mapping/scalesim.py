@@ -182,7 +182,10 @@ def write_csv(network: Network, path: str | os.PathLike) -> int:
     SCALE-Sim does not pad, trimmed to the rows and columns its windows cover,
     ``(out_h - 1) * stride + k`` (at most ``h + 2*pad``; SCALE-Sim rounds its output size up,
     so an untrimmed remainder would add a window), so that SCALE-Sim computes the same output
-    size and MACs; a `Dense` as the 1x1 convolution over a 1 x ``m`` map (``Dense.as_conv``).
+    size and MACs; a grouped convolution as one row per group, ``{name}.g{i}`` with the group's
+    channels (SCALE-Sim has no groups; its MACs and traffic are those of the groups run one after
+    another, as Tandem runs them); a `Dense` as the 1x1 convolution over a 1 x ``m`` map
+    (``Dense.as_conv``).
     Vector-unit layers (depthwise, add, pool) and shape operations are skipped: SCALE-Sim models
     the systolic array only. A ``DP`` in a layer name is written ``Dp``, as SCALE-Sim would run
     the layer as depthwise.
@@ -197,7 +200,7 @@ def write_csv(network: Network, path: str | os.PathLike) -> int:
     Returns
     -------
     int
-        The number of layers written.
+        The number of rows written.
 
     Raises
     ------
@@ -218,8 +221,11 @@ def write_csv(network: Network, path: str | os.PathLike) -> int:
                 "topology holds one image, write a batch-1 network"
             )
         size = ((op.out_h - 1) * op.stride + op.k, (op.out_w - 1) * op.stride + op.k)
-        fields = (op.name.replace("DP", "Dp"), *size, op.k, op.k, op.cin, op.cout, op.stride)
-        rows.append(fields)
+        group = op.group_conv()
+        names = [op.name] if op.groups == 1 else [f"{op.name}.g{i}" for i in range(op.groups)]
+        for name in names:
+            fields = (name.replace("DP", "Dp"), *size, op.k, op.k, group.cin, group.cout, op.stride)
+            rows.append(fields)
     if not rows:
         raise ValueError(
             f"network {network.name!r} has no array layers (conv, dense) to write as a "

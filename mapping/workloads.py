@@ -12,10 +12,10 @@ input); a residual add reads two nodes, a concat two or more. Operations are
   from memory when the graph does not say who produced it (the layer lists of a SCALE-Sim
   topology, `mapping.scalesim`).
 
-`conv2d` turns a convolution with ``groups`` into the layer kind that runs it (``groups=1``: a
-`Conv2D`; ``groups == cin == cout``: a `DepthwiseConv2D`); other grouped convolutions are not
-supported yet. `NetworkBuilder` infers every layer's input size from its producer, which is how
-`mapping.zoo` writes its networks.
+`conv2d` turns a convolution with ``groups`` into the layer kind that runs it (``groups == cin
+== cout``: a `DepthwiseConv2D`, for the vector unit; any other: a `Conv2D` with those groups, on
+the array one group at a time). `NetworkBuilder` infers every layer's input size from its
+producer, which is how `mapping.zoo` writes its networks.
 
 Counting conventions (`NodeStats`):
 
@@ -190,21 +190,19 @@ def conv2d(
     name, h, w, cin, cout, k, stride, pad, act
         As in `kernels.layers.Conv2D` (batch 1).
     groups : int
-        1 gives a `Conv2D`; ``cin`` (with ``cout == cin``) gives a `DepthwiseConv2D`.
+        ``cin`` (with ``cout == cin``) gives a `DepthwiseConv2D`; any other divisor of ``cin``
+        and ``cout`` a `Conv2D` with ``groups`` (1: an ordinary convolution).
 
     Raises
     ------
     ValueError
-        Any other ``groups`` (grouped convolutions are not supported yet), or a layer that
-        fails its own validation.
+        ``groups`` that does not divide ``cin`` and ``cout``, or a layer that fails its own
+        validation.
     """
-    if groups == 1:
-        return Conv2D(name, h=h, w=w, cin=cin, cout=cout, k=k, stride=stride, pad=pad, act=act)
-    if groups == cin and cout == cin:
+    if groups == cin and cout == cin and groups > 1:
         return DepthwiseConv2D(name, h=h, w=w, c=cin, k=k, stride=stride, pad=pad, act=act)
-    raise ValueError(
-        f"layer {name!r}: groups={groups!r} with cin={cin}, cout={cout} is not supported; "
-        f"only groups=1 (a Conv2D) and depthwise (groups == cin == cout) are, so far"
+    return Conv2D(
+        name, h=h, w=w, cin=cin, cout=cout, k=k, stride=stride, pad=pad, act=act, groups=groups
     )
 
 
@@ -580,7 +578,7 @@ class NetworkBuilder:
         groups: int = 1,
         act: Activation = "none",
     ) -> str:
-        """A KxK convolution (`conv2d`: ``groups`` 1 or depthwise)."""
+        """A KxK convolution (`conv2d`: grouped with ``groups``, depthwise when it is ``cin``)."""
         _, h, w, cin = self._image(src, name)
         return self.node(conv2d(name, h, w, cin, cout, k, stride, pad, groups, act), src)
 

@@ -144,9 +144,10 @@ def _describe(layer: Layer) -> str:
             f"{layer.stride} pad {layer.pad}"
         )
     c = layer
+    groups = f", {c.groups} groups" if c.groups > 1 else ""
     return (
         f"{c.name}: conv {c.batch}x{c.h}x{c.w}x{c.cin} -> {c.cout}, {c.k}x{c.k} stride {c.stride} "
-        f"pad {c.pad}, act {c.act}"
+        f"pad {c.pad}{groups}, act {c.act}"
     )
 
 
@@ -174,11 +175,13 @@ def windows(x, kh, kw, s, p, fill):
 
 if kind == "dense":  # (m, k) @ (k, n)
     acc = t["input"] @ t["weights"] + t["bias"]
-elif kind == "conv2d":  # NHWC input, HWIO weights (kh, kw, cin, cout)
-    k = L["kernel"]
+elif kind == "conv2d":  # NHWC input, HWIO weights (kh, kw, cin/groups, cout)
+    k, g = L["kernel"], L["groups"]
     win = windows(t["input"], k, k, L["stride"], L["padding"], 0)
-    acc = np.einsum("nyxtc,tco->nyxo", win, t["weights"].reshape(k * k, -1, t["weights"].shape[3]))
-    acc = acc + t["bias"]
+    n, oh, ow, taps, cin = win.shape
+    win = win.reshape(n, oh, ow, taps, g, cin // g)  # group j: input channels j*cin/g...
+    w = t["weights"].reshape(taps, cin // g, g, -1)  # and output channels j*cout/g...
+    acc = np.einsum("nyxtgc,tcgo->nyxgo", win, w).reshape(n, oh, ow, -1) + t["bias"]
 elif kind == "depthwise":  # NHWC input, (kh, kw, c) weights, one filter per channel
     k = L["kernel"]
     win = windows(t["input"], k, k, L["stride"], L["padding"], 0)
@@ -265,7 +268,7 @@ def _arrays(layer: Layer, tensors: dict) -> dict[str, tuple]:
     elif isinstance(layer, Conv2D):
         arrays = {
             "input": (tensors["input"], nhwc),
-            "weights": (tensors["weights"], "HWIO (kh, kw, cin, cout)"),
+            "weights": (tensors["weights"], "HWIO (kh, kw, cin/groups, cout)"),
         }
         channels, out_layout = layer.cout, nhwc
     elif isinstance(layer, DepthwiseConv2D):
@@ -324,9 +327,14 @@ def _layer_desc(layer: Layer) -> dict:
             "kernel": layer.k,
             "stride": layer.stride,
             "padding": layer.pad,
-            "groups": 1,
+            "groups": layer.groups,
             "act": layer.act,
-            "accumulate": "sum over taps and cin of x * w + bias, zero padding",
+            "accumulate": (
+                "sum over taps and cin of x * w + bias, zero padding"
+                if layer.groups == 1
+                else "sum over taps and the cin/groups input channels of the output channel's "
+                "group (consecutive slices of cin and cout) of x * w + bias, zero padding"
+            ),
         }
     base |= {"in_channels": layer.c, "out_channels": layer.c, "groups": layer.c}
     if isinstance(layer, DepthwiseConv2D):

@@ -36,17 +36,10 @@ class Case:
     slow: bool = False
 
     def tile_plan(self, config: HWConfig) -> TilePlan:
-        if isinstance(self.layer, DepthwiseConv2D):
-            conv = Conv2D(
-                self.layer.name, h=self.layer.h, w=self.layer.w, cin=1, cout=1, k=self.layer.k,
-                stride=self.layer.stride, pad=self.layer.pad, batch=self.layer.batch,
-            )  # fmt: skip
-            base = default_plan(config, conv)
-        else:
-            base = default_plan(config, self.layer)
-        plan = dataclasses.replace(base, **self.plan)
-        probe = self.layer if not isinstance(self.layer, DepthwiseConv2D) else conv
-        plan.validate(config, probe)
+        """The default plan of the layer's `kernels.lower.array_form` (a depthwise layer: one
+        channel's convolution), changed by ``plan``."""
+        plan = dataclasses.replace(default_plan(config, self.layer), **self.plan)
+        plan.validate(config, self.layer)
         return plan
 
 
@@ -56,7 +49,8 @@ def _conv(name: str, h: int, w: int, cin: int, cout: int, k: int, s: int = 1, **
 
 
 #: Validation cases per config: conv 1x1/3x3/5x5, stride 1/2, awkward channel counts, dense,
-#: ws and os, single buffering, streamed weights, n_outer, depthwise on the array.
+#: ws and os, single buffering, streamed weights, n_outer, depthwise on the array, grouped
+#: convolutions (one segment per group).
 CASES: dict[str, list[Case]] = {
     "tiny": [
         Case(_conv("t_c3", 8, 8, 5, 6, 3)),
@@ -71,11 +65,14 @@ CASES: dict[str, list[Case]] = {
         ),
         Case(_conv("t_c3_os", 9, 9, 5, 7, 3, 2), {"dataflow": "os"}),
         Case(DepthwiseConv2D("t_dw", h=10, w=10, c=6, k=3, pad=1)),
+        Case(_conv("t_g3", 8, 8, 6, 9, 3, groups=3)),
+        Case(_conv("t_g4_packed", 9, 8, 8, 8, 3, 2, groups=4)),  # 2 groups per segment
     ],
     "wide": [
         Case(_conv("w_c5_os", 13, 6, 21, 25, 5), {"dataflow": "os"}),
         Case(_conv("w_c5", 21, 9, 32, 28, 5, batch=2)),
         Case(_conv("w_c3s2_stream", 17, 19, 29, 70, 3, 2), {"resident_weights": False}),
+        Case(_conv("w_g4", 12, 10, 32, 64, 3, groups=4)),
     ],
     "default": [
         Case(_conv("d_c3", 28, 28, 32, 64, 3), slow=True),
@@ -90,6 +87,8 @@ CASES: dict[str, list[Case]] = {
         ),
         Case(_conv("d_c3_stream", 14, 14, 40, 80, 3), {"resident_weights": False}),
         Case(DepthwiseConv2D("d_dw", h=14, w=14, c=8, k=3, pad=1)),
+        Case(_conv("d_g32", 14, 14, 128, 128, 3, groups=32)),
+        Case(_conv("d_g2s2", 28, 28, 64, 128, 3, 2, groups=2)),
     ],
 }
 

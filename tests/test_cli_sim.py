@@ -13,6 +13,7 @@ from tandem.cli import main
 
 SPECS = {
     "conv": "conv:h=5,w=5,cin=3,cout=5,k=3,p=1",
+    "grouped": "conv:h=6,w=5,cin=6,cout=4,k=3,s=2,p=1,g=2,act=relu",
     "dense": "dense:m=5,k=7,n=3",
     "dw": "dw:h=7,w=7,c=5,k=5,s=2,p=2",
     "add": "add:h=4,w=5,c=3",

@@ -87,7 +87,31 @@ def mini_inception():
     return b.build()
 
 
-NETWORKS = {"mobilenet": mini_mobilenet, "resnet": mini_resnet, "inception": mini_inception}
+def mini_resnext():
+    """Grouped convolutions: bottlenecks whose 3x3 has 4 groups (packed side by side on the
+    array where they fit), a grouped convolution reading a concat slice and one writing into a
+    concat, a depthwise-multiplier convolution (groups == cin, cout = 2*cin)."""
+    b = NetworkBuilder("mini_resnext", (1, 12, 12, 3))
+    x = b.conv("conv1", b.input, 16, 3, stride=2, pad=1, act="relu")
+    for i, stride in enumerate((1, 2)):
+        y = b.conv(f"l{i}.conv1", x, 8, 1, act="relu")
+        y = b.conv(f"l{i}.conv2", y, 8, 3, stride, 1, groups=4, act="relu")
+        y = b.conv(f"l{i}.conv3", y, 16, 1)
+        if i == 1:
+            x = b.conv(f"l{i}.downsample", x, 16, 1, stride=stride)
+        x = b.add(f"l{i}.add", x, y, act="relu")
+    g = b.conv("g", x, 12, 3, 1, 1, groups=2, act="relu")
+    m = b.conv("mult", x, 32, 1, groups=16)
+    cat = b.concat("cat", g, m)
+    s = b.conv("slice", m, 8, 3, 1, 1, groups=8, act="relu6")  # reads a concat slice
+    w = b.conv("whole", cat, 4, 1, groups=4)  # reads the whole concat
+    x = b.flatten("flatten", b.gap("gap", b.concat("cat2", s, w)))
+    b.dense("fc", x, 5)
+    return b.build()
+
+
+NETWORKS = {"mobilenet": mini_mobilenet, "resnet": mini_resnet, "inception": mini_inception,
+            "resnext": mini_resnext}  # fmt: skip
 
 
 def array_depthwise(config, network) -> dict:

@@ -6,6 +6,8 @@ fixture), so the build and start-up are paid once; the tests then check the job 
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -19,7 +21,8 @@ from tb.core_sim import CoreJob, run_programs
 
 
 def random_layers(seed: int, count: int, *, max_hw: int, max_c: int):
-    """Seeded layers with awkward shapes: odd channels, stride 2, K up to 5, batch 2, dense."""
+    """Seeded layers with awkward shapes: odd channels, stride 2, K up to 5, batch 2, dense,
+    grouped convolutions (2 or 3 groups)."""
     rng = np.random.default_rng(seed)
     layers = []
     for i in range(count):
@@ -31,20 +34,28 @@ def random_layers(seed: int, count: int, *, max_hw: int, max_c: int):
             continue
         k = int(rng.choice([1, 3, 5]))
         h = int(rng.integers(max(k, 2), max_hw + 1))
-        layers.append(
-            Conv2D(
-                f"conv{i}",
-                h=h,
-                w=int(rng.integers(max(k, 2), max_hw + 1)),
-                cin=int(rng.integers(1, max_c + 1)),
-                cout=int(rng.integers(1, max_c + 1)),
-                k=k,
-                stride=int(rng.choice([1, 2])),
-                pad=int(rng.integers(0, k // 2 + 1)),
-                batch=int(rng.choice([1, 1, 2])),
-                act=str(rng.choice(["none", "relu", "relu6"])),
-            )
+        conv = Conv2D(
+            f"conv{i}",
+            h=h,
+            w=int(rng.integers(max(k, 2), max_hw + 1)),
+            cin=int(rng.integers(1, max_c + 1)),
+            cout=int(rng.integers(1, max_c + 1)),
+            k=k,
+            stride=int(rng.choice([1, 2])),
+            pad=int(rng.integers(0, k // 2 + 1)),
+            batch=int(rng.choice([1, 1, 2])),
+            act=str(rng.choice(["none", "relu", "relu6"])),
         )
+        groups = int(rng.choice([1, 1, 2, 3]))
+        if groups > 1:  # channel counts rounded to multiples of the groups
+            conv = dataclasses.replace(
+                conv,
+                name=f"gconv{i}",
+                cin=groups * -(-conv.cin // groups),
+                cout=groups * -(-conv.cout // groups),
+                groups=groups,
+            )
+        layers.append(conv)
     return layers
 
 

@@ -14,10 +14,11 @@ from kernels.requant import RequantParams, random_requant
 
 
 # ---------------------------------------------------------------- pure-Python reference
-def naive_conv_acc(x, w, bias, stride, pad):
-    """Direct convolution in Python integers, wrapped to int32 at the end."""
-    n, h, wd, cin = x.shape
-    k, _, _, cout = w.shape
+def naive_conv_acc(x, w, bias, stride, pad, groups=1):
+    """Direct convolution in Python integers, wrapped to int32 at the end; output channel ``co``
+    of a grouped convolution reads the input channels of group ``co // (cout/groups)``."""
+    n, h, wd, _ = x.shape
+    k, _, cin, cout = w.shape
     oh = (h + 2 * pad - k) // stride + 1
     ow = (wd + 2 * pad - k) // stride + 1
     out = np.zeros((n, oh, ow, cout), dtype=object)
@@ -30,8 +31,9 @@ def naive_conv_acc(x, w, bias, stride, pad):
                         for kx in range(k):
                             y, xx = oy * stride + ky - pad, ox * stride + kx - pad
                             if 0 <= y < h and 0 <= xx < wd:
+                                first = co // (cout // groups) * cin
                                 for ci in range(cin):
-                                    s += int(x[b, y, xx, ci]) * int(w[ky, kx, ci, co])
+                                    s += int(x[b, y, xx, first + ci]) * int(w[ky, kx, ci, co])
                     out[b, oy, ox, co] = (s + 2**31) % 2**32 - 2**31
     return out
 
@@ -159,6 +161,41 @@ def test_conv2d_matches_a_naive_loop(n, h, w, cin, cout, k, stride, pad):
         y = conv2d(x, wt, bias, p, stride, pad)
         assert y.dtype == np.int8
         assert y.tolist() == naive_requant(want, p).tolist()
+
+
+@pytest.mark.parametrize(
+    ("h", "w", "cin", "cout", "k", "stride", "pad", "groups"),
+    [(5, 6, 4, 6, 3, 1, 1, 2), (6, 5, 6, 3, 3, 2, 0, 3), (4, 4, 8, 16, 1, 1, 0, 8)],
+)
+def test_grouped_conv2d_matches_a_naive_loop(h, w, cin, cout, k, stride, pad, groups):
+    rng = np.random.default_rng(groups)
+    x = rng.integers(-128, 128, size=(2, h, w, cin), dtype=np.int8)
+    wt = rng.integers(-128, 128, size=(k, k, cin // groups, cout), dtype=np.int8)
+    bias = rng.integers(-5000, 5000, size=cout, dtype=np.int32)
+    acc = conv2d_acc(x, wt, bias, stride, pad, groups=groups)
+    assert acc.tolist() == naive_conv_acc(x, wt, bias, stride, pad, groups).tolist()
+    layer = Conv2D("g", h, w, cin, cout, k, stride, pad, batch=2, groups=groups)
+    t = random_layer_data(layer, rng)
+    assert t["weights"].shape == layer.weight_shape == (k, k, cin // groups, cout)
+    want = naive_conv_acc(t["input"], t["weights"], t["bias"], stride, pad, groups)
+    assert layer_golden(layer, t, acc=True).tolist() == want.tolist()
+    other = 2 if groups != 2 else 4
+    with pytest.raises(ValueError, match=f"with groups={other} expects {cin // groups * other}"):
+        conv2d_acc(x, wt, bias, stride, pad, groups=other)
+
+
+def test_grouped_conv_layer():
+    layer = parse_layer_spec("conv:h=8,w=8,cin=128,cout=256,k=3,p=1,g=32")
+    assert layer == Conv2D("conv", h=8, w=8, cin=128, cout=256, k=3, pad=1, groups=32)
+    assert layer.depth == 9 * 4 and layer.macs == 8 * 8 * 256 * 9 * 4
+    assert layer.weight_bytes == 9 * 4 * 256
+    group = layer.group_conv()
+    assert (group.cin, group.cout, group.groups, group.k) == (4, 8, 1, 3)
+    assert Conv2D("c", h=4, w=4, cin=3, cout=5, k=1).group_conv().groups == 1
+    with pytest.raises(ValueError, match="'c': groups=3 must divide both cin=4 and cout=6"):
+        Conv2D("c", h=4, w=4, cin=4, cout=6, k=1, groups=3)
+    with pytest.raises(ValueError, match="'c': groups must be >= 1"):
+        Conv2D("c", h=4, w=4, cin=4, cout=6, k=1, groups=0)
 
 
 def test_conv2d_acc_wraps_at_32_bits():

@@ -17,9 +17,11 @@ from kernels.lower import (
     ALIGN,
     Segment,
     TilePlan,
+    array_form,
     default_plan,
     lower,
     lower_segments,
+    segment_weights,
     weight_image,
 )
 from rtl import isa
@@ -132,6 +134,19 @@ CASES = [
     ("default", "gemm:m=100,k=70,n=30,act=relu", None),
     ("default", "gemm:m=1,k=300,n=3", None),
     ("default", "gemm:m=64,k=48,n=48", TilePlan(1, 20, resident_weights=False, n_outer=True)),
+    # grouped convolutions: one segment per group, reading and writing channel slices
+    ("tiny", "conv:h=6,w=7,cin=6,cout=9,k=3,p=1,g=3", None),
+    ("tiny", "conv:h=7,w=6,cin=10,cout=4,k=3,s=2,p=1,g=2,n=2,act=relu", TilePlan(2, 3)),
+    ("tiny", "conv:h=5,w=5,cin=12,cout=12,k=1,g=4", TilePlan(3, 5, resident_weights=False)),
+    ("tiny", "conv:h=6,w=6,cin=4,cout=8,k=3,p=1,g=4", TilePlan(2, 6, double_buffer=False)),
+    ("tiny", "conv:h=7,w=5,cin=8,cout=8,k=3,s=2,p=1,g=4,act=relu", None),
+    ("tiny", "conv:h=5,w=5,cin=16,cout=8,k=1,g=8,n=2", TilePlan(2, 5, n_outer=True,
+                                                              resident_weights=False)),
+    ("wide", "conv:h=8,w=9,cin=40,cout=70,k=3,p=1,g=5,act=relu6", None),
+    ("default", "conv:h=7,w=7,cin=64,cout=64,k=3,p=1,g=32", None),
+    ("default", "conv:h=5,w=6,cin=8,cout=12,k=3,p=1,g=4", None),  # every group in one segment
+    ("default", "conv:h=9,w=9,cin=48,cout=96,k=3,s=2,p=1,g=2", TilePlan(3, 5, n_outer=True,
+                                                                     resident_weights=False)),
 ]  # fmt: skip
 
 
@@ -725,3 +740,40 @@ def test_k_groups_with_segments():
         want = layer_golden(conv, t)
         got = np.frombuffer(bytes(result.dram[o : o + want.nbytes]), np.int8).reshape(want.shape)
         assert np.array_equal(got, want)
+
+
+# ---------------------------------------------------------------- grouped convolutions
+@pytest.mark.parametrize(
+    ("config", "spec", "pack", "segments", "cin", "cout"),
+    [
+        ("default", "conv:h=8,w=8,cin=128,cout=128,k=3,p=1,g=32", 4, 8, 16, 16),  # ResNeXt st. 1
+        ("default", "conv:h=8,w=8,cin=256,cout=256,k=3,p=1,g=32", 2, 16, 16, 16),  # stage 2
+        ("default", "conv:h=8,w=8,cin=1024,cout=1024,k=3,p=1,g=32", 1, 32, 32, 32),  # stage 4
+        ("default", "conv:h=8,w=8,cin=32,cout=96,k=1,g=16", 2, 8, 4, 12),  # columns cap it
+        ("tiny", "conv:h=6,w=7,cin=6,cout=9,k=3,p=1,g=3", 1, 3, 2, 3),  # 2 groups overflow
+        ("tiny", "conv:h=6,w=7,cin=6,cout=9,k=3,p=1", 1, 1, 6, 9),
+        ("tiny", "gemm:m=5,k=7,n=3", 1, 1, 7, 3),
+        ("tiny", "dw:h=6,w=6,c=5,k=3", 1, 5, 1, 1),
+    ],
+)
+def test_array_form_packs_groups_side_by_side(config, spec, pack, segments, cin, cout):
+    form = array_form(parse_layer_spec(spec), CONFIGS[config])
+    assert (form.pack, form.segments, form.conv.cin, form.conv.cout) == (pack, segments, cin, cout)
+    assert form.conv.groups == 1
+    assert (form.in_step, form.out_step) == ((1, 1) if spec.startswith("dw") else (cin, cout))
+
+
+def test_segment_weights_are_block_diagonal():
+    layer = parse_layer_spec("conv:h=4,w=4,cin=8,cout=8,k=3,g=4")
+    form = array_form(layer, CONFIGS["tiny"])  # 4x4 array: 2 groups of 2 -> 2 per segment
+    assert (form.pack, form.segments) == (2, 2)
+    w = np.random.default_rng(0).integers(-128, 128, size=layer.weight_shape, dtype=np.int8)
+    segs = segment_weights(layer, form, w)
+    assert [s.shape for s in segs] == [(3, 3, 4, 4)] * 2
+    for i, s in enumerate(segs):
+        for j in range(2):
+            g = 2 * i + j
+            np.testing.assert_array_equal(s[:, :, 2 * j : 2 * j + 2, 2 * j : 2 * j + 2],
+                                          w[:, :, :, 2 * g : 2 * g + 2])  # fmt: skip
+        # nothing couples two groups
+        assert not s[:, :, :2, 2:].any() and not s[:, :, 2:, :2].any()

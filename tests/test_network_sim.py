@@ -98,6 +98,20 @@ def test_googlenet_32_concats():
 
 
 @pytest.mark.sim
+def test_resnext50_32_grouped_convolutions():
+    # 16 grouped 3x3 convolutions of 32 groups, packed 4, 2, 1 and 1 groups per segment on the
+    # 16x16 array (kernels.lower.array_form); ResNeXt-50's weights need the 32 MiB DRAM build
+    network = get_network("resnext50", input_size=32)
+    t0 = time.perf_counter()
+    run = run_network(CONFIG, compile_network(CONFIG, network, map_network(CONFIG, network).plans))
+    print(f"resnext50 32x32 mapped plans: {run.cycles:,} cycles (model {run.model_cycles:,}), "
+          f"{time.perf_counter() - t0:.1f} s wall")  # fmt: skip
+    check_run(run, network)
+    assert sum(getattr(node.op, "groups", 1) == 32 for node in network) == 16
+    assert run.cycles == pytest.approx(run.model_cycles, rel=0.03)
+
+
+@pytest.mark.sim
 @pytest.mark.slow
 @pytest.mark.parametrize("plans", ["default", "mapped", "naive"])
 def test_mobilenetv2_224(plans):

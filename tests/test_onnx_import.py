@@ -135,17 +135,17 @@ def test_zfnet512_imports():
     assert (c1.k, c1.stride, c1.pad, c1.cout, c1.out_h) == (7, 2, 0, 96, 109)
 
 
-def test_bvlc_alexnet_lists_every_unsupported_node_at_once():
+def test_bvlc_alexnet_names_its_asymmetric_pool():
+    # its grouped convolutions (two groups, the original two-GPU split) import; one pool does not
     with pytest.raises(ValueError) as err:
         load_onnx(light("bvlc_alexnet"))
     msg = str(err.value)
-    assert msg.startswith(f"model '{light('bvlc_alexnet')}': 4 unsupported nodes: ")
-    assert unsupported(msg) == ["n4", "n10", "n12", "n14"]
-    assert "'n4' (Conv: group=2 with 96 input and 256 output channels;" in msg
+    assert msg.startswith(f"model '{light('bvlc_alexnet')}': 1 unsupported node: ")
+    assert unsupported(msg) == ["n14"]
     assert "'n14' (MaxPool: pads [0, 0, 1, 1] are asymmetric;" in msg
 
 
-def test_shufflenet_lists_grouped_convs_shuffles_and_pools():
+def test_shufflenet_lists_its_channel_shuffles_and_pools():
     with pytest.raises(ValueError) as err:
         load_onnx(light("shufflenet"))
     msg = str(err.value)
@@ -154,7 +154,7 @@ def test_shufflenet_lists_grouped_convs_shuffles_and_pools():
     # The channel shuffle: Reshape, Transpose, Reshape.
     assert "'n8' (Transpose: perm [0, 2, 1, 3, 4]; Tandem transposes nothing but" in msg
     assert "'n7' (Reshape: views the NCHW tensor [1, 112, 56, 56] as [1, 4, 28, 56, 56]" in msg
-    assert "'n4' (Conv: group=4 with 24 input and 112 output channels" in msg
+    assert "'n4'" not in msg  # a grouped convolution (4 groups): supported
     assert "'n14' (AveragePool: count_include_pad=0 with pads [1, 1, 1, 1]" in msg
     # Every Transpose of the graph is listed, downstream of other unsupported nodes too.
     model = onnx.load(str(light("shufflenet")))
@@ -177,11 +177,13 @@ def test_pytorch_exports():
     assert dw == DepthwiseConv2D(dw.name, h=6, w=6, c=4, k=3, stride=2, batch=2)
     fc = load_onnx(torch_model("test_Linear")).nodes[0].op
     assert fc == Dense(fc.name, m=4, k=10, n=8)
+    # groups == cin but cout = 2*cin: a grouped convolution on the array, not a depthwise
+    mult = load_onnx(torch_model("test_Conv2d_depthwise_with_multiplier")).nodes[0].op
+    assert (type(mult), mult.groups, mult.cin, mult.cout) == (Conv2D, 4, 4, 8)
     bn = load_onnx(torch_model("test_BatchNorm2d_eval"))  # BN of the input: a 1x1 depthwise
     assert bn.counts() == {"depthwise": 1} and bn.nodes[0].op.k == 1
     for name, reason in [
         ("test_Conv2d_dilated", "(Conv: dilations [2, 2]; Tandem convolutions are not dilated)"),
-        ("test_Conv2d_depthwise_with_multiplier", "(Conv: group=4 with 4 input and 8 output"),
         ("test_Conv1d", "(Conv: a 1-D convolution; Tandem convolutions are 2-D)"),
         ("test_Sigmoid", "(Sigmoid)"),
         ("test_LeakyReLU", "(LeakyRelu)"),
@@ -300,9 +302,13 @@ def test_grouped_convolutions():
     dw, w = conv("x", "y", 8, 8, 3, group=8, pads=[1, 1, 1, 1])
     net = load_onnx(model([dw], (1, 8, 6, 6), [w]))
     assert net.nodes[0].op == DepthwiseConv2D("y", h=6, w=6, c=8, k=3, pad=1)
-    g2, w = conv("x", "y", 8, 8, 3, group=2)
-    with pytest.raises(ValueError, match=r"'y' \(Conv: group=2 with 8 input and 8 output"):
-        load_onnx(model([g2], (1, 8, 6, 6), [w]))
+    g2, w = conv("x", "y", 8, 12, 3, group=2)
+    net = load_onnx(model([g2], (1, 8, 6, 6), [w]))
+    assert net.nodes[0].op == Conv2D("y", h=6, w=6, cin=8, cout=12, k=3, groups=2)
+    assert net.macs == 4 * 4 * 12 * 3 * 3 * 4  # each output sums over its group's 4 channels
+    g3, w = conv("x", "y", 8, 12, 3, group=3)
+    with pytest.raises(ValueError, match=r"groups=3 must divide both cin=8 and cout=12"):
+        load_onnx(model([g3], (1, 8, 6, 6), [w]))
 
 
 @pytest.mark.parametrize(
@@ -491,8 +497,10 @@ def to_onnx(net) -> onnx.ModelProto:
         ins = ["x" if i == "input" else i for i in node.inputs]
         out = name if getattr(op, "act", "none") == "none" else f"{name}.pre"
         if isinstance(op, (Conv2D, DepthwiseConv2D)):
-            group = op.c if isinstance(op, DepthwiseConv2D) else 1
-            cout, cin = (op.c, 1) if group > 1 else (op.cout, op.cin)
+            if isinstance(op, DepthwiseConv2D):
+                group, cout, cin = op.c, op.c, 1
+            else:  # ONNX weights (cout, cin/group, k, k)
+                group, cout, cin = op.groups, op.cout, op.cin // op.groups
             w = const(f"{name}.weight", (cout, cin, op.k, op.k))
             nodes.append(
                 helper.make_node(

@@ -27,6 +27,7 @@ from mapping.zoo import (
     mobilenet_v2,
     mobilenet_v2_depthwise,
     resnet50,
+    resnext50,
     vgg16,
 )
 
@@ -42,6 +43,9 @@ PUBLISHED = {
     # torchvision resnet50 (v1.5, stride on the 3x3): 4.09 GFLOPS, 25,557,032 params with BN
     # (25,530,472 folded). He et al. 2016 give 3.8G for v1 (stride on the first 1x1).
     "resnet50": (4.09e9, 25_530_472),
+    # torchvision resnext50_32x4d (Xie et al. 2017): 4.23 GFLOPS, 25,028,904 params with BN
+    # (24,994,792 folded: 34,112 batch-norm channels).
+    "resnext50": (4.23e9, 24_994_792),
     # Simonyan and Zisserman 2015 (config D), torchvision vgg16: 15.47 GFLOPS, 138,357,544 params.
     "vgg16": (15.47e9, 138_357_544),
     # Szegedy et al. 2015, table 1: 1.5G ops in total, but its conv1 row says 34M where the
@@ -49,7 +53,7 @@ PUBLISHED = {
     # to 6797.7K with K = 1024 (its 1000K linear layer is 1024x1000), 6.96M, plus ~8K biases.
     "googlenet": (1.586e9, 6.97e6),
     # torchvision alexnet (single group, 64-192-384-256-256): 0.71 GFLOPS, 61,100,840 params.
-    # The grouped 2012 original is 0.72G / 61.0M; ungrouped it is 1.135G / 62.4M (below).
+    # The grouped 2012 original is 0.72G / 60,965,224 params (below).
     "alexnet": (0.714e9, 61_100_840),
 }
 
@@ -68,6 +72,7 @@ def test_exact_parameter_counts():
     # Exactly torchvision's counts with batch norm folded (see PUBLISHED).
     assert mobilenet_v2().params == 3_487_816
     assert resnet50().params == 25_530_472
+    assert resnext50().params == 24_994_792
     assert vgg16().params == 138_357_544
     assert alexnet().params == 61_100_840
 
@@ -96,6 +101,17 @@ def test_resnet50_structure():
     assert net.node("layer1.0.add").inputs == ("layer1.0.downsample", "layer1.0.conv3")
     assert net.node("layer1.0.add").op.act == "relu"
     assert net.node("layer1.0.conv3").op.act == "none"
+
+
+def test_resnext50_structure():
+    net = resnext50()
+    # ResNet-50's graph with 32-group 3x3 convolutions twice as wide as its bottlenecks
+    assert [n.name for n in net] == [n.name for n in resnet50()]
+    grouped = [op for op in net.layers("conv") if op.groups > 1]
+    assert len(grouped) == 16 and {op.groups for op in grouped} == {32}
+    assert [grouped[i].cin for i in (0, 3, 7, 13)] == [128, 256, 512, 1024]  # stage by stage
+    assert net.node("layer1.0.conv2").op.weight_shape == (3, 3, 4, 128)
+    assert net.stat("layer4.2.conv3").output_shape == (1, 7, 7, 2048)
 
 
 def test_vgg16_layers():
@@ -143,9 +159,12 @@ def test_alexnet_variants():
         13,
         6,
     ]
+    # the 2012 two-GPU model: conv2, conv4, conv5 in 2 groups; the 60,965,224 parameters
+    # usually quoted for it, exactly
     original = alexnet(variant="original")
-    assert original.macs == pytest.approx(1.135e9, rel=0.01)
-    assert original.params == 62_378_344
+    assert original.macs == pytest.approx(0.72e9, rel=0.01)
+    assert original.params == 60_965_224
+    assert [original.node(f"conv{i}").op.groups for i in range(1, 6)] == [1, 2, 1, 2, 2]
     with pytest.raises(ValueError, match="variant must be one of 'torchvision', 'original'"):
         alexnet(variant="caffe")
 
@@ -191,7 +210,8 @@ def test_too_small_inputs_are_refused(name):
 
 
 def test_get_network_names():
-    assert set(NETWORKS) == {"mobilenetv2", "resnet50", "vgg16", "googlenet", "alexnet"}
+    assert set(NETWORKS) == {"mobilenetv2", "resnet50", "resnext50", "vgg16", "googlenet",
+                             "alexnet"}  # fmt: skip
     assert get_network("MobileNet_V2", 32).name == "mobilenet_v2"
     with pytest.raises(ValueError, match=r"unknown network 'lenet'.*mobilenetv2, resnet50"):
         get_network("lenet")
@@ -236,8 +256,10 @@ def test_node_counts_and_bytes():
 def test_conv2d_groups():
     assert isinstance(conv2d("c", 8, 8, 4, 8, 3, groups=1), Conv2D)
     assert isinstance(conv2d("d", 8, 8, 4, 4, 3, pad=1, groups=4), DepthwiseConv2D)
-    with pytest.raises(ValueError, match=r"layer 'g': groups=2 .*not supported"):
-        conv2d("g", 8, 8, 4, 8, 3, groups=2)
+    g = conv2d("g", 8, 8, 4, 8, 3, groups=2)
+    assert (type(g), g.groups, g.weight_shape, g.macs) == (Conv2D, 2, (3, 3, 2, 8), 6 * 6 * 8 * 18)
+    with pytest.raises(ValueError, match=r"layer 'g': groups=3 must divide both cin=4 and cout=8"):
+        conv2d("g", 8, 8, 4, 8, 3, groups=3)
 
 
 def test_shape_mismatch_names_both_nodes():
