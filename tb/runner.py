@@ -7,8 +7,8 @@
   top-level ports.
 * One build directory per (simulator, config, Verilog hash), reused across tests and runs; an
   index keyed by the generator's sources finds it without generating the Verilog again. Only the
-  ``TANDEM_KEEP_BUILDS`` (default 3) most recently used builds of each (simulator, config, bench)
-  are kept: a core build is ~300 MB, and every RTL edit makes a new one.
+  ``TANDEM_KEEP_BUILDS`` (default 3) most recently used builds of each (simulator, config, bench,
+  DRAM size) are kept: a core build is ~300 MB, and every RTL edit makes a new one.
 * :func:`run_bench` raises :class:`SimulationFailed` if any cocotb test failed, read from the
   results file, so it fails under pytest and outside it alike.
 """
@@ -206,10 +206,11 @@ def build(
     # it depends on (the generator's sources, the config, the tool versions) finds an earlier
     # identical build without generating it again.
     index = BUILD_ROOT / "sim" / sim / "index" / _input_key(config, sim, top, dram_bytes)
+    variant = _variant_key(config, sim, top, dram_bytes)
     if index.exists() and not force:
         build_dir = BUILD_ROOT / "sim" / sim / index.read_text().strip()
         if (build_dir / "built.stamp").exists():
-            _touch(build_dir / "built.stamp")
+            _touch(build_dir, variant)
             return Build(sim, config, build_dir, _toplevel(top), 0.0)
     toplevel, files, ports = _sources(config, top, dram_bytes)
     vlt = _public_vlt(toplevel, ports) if sim == "verilator" else ""
@@ -219,7 +220,7 @@ def build(
     build_dir = BUILD_ROOT / "sim" / sim / f"{config.name}-{top}-{digest.hexdigest()[:12]}"
     stamp = build_dir / "built.stamp"
     if stamp.exists() and not force:
-        _touch(stamp)
+        _touch(build_dir, variant)
         _write_index(index, build_dir)
         return Build(sim, config, build_dir, toplevel, 0.0)
     if build_dir.exists():
@@ -230,6 +231,7 @@ def build(
         (build_dir / fname).write_text(text)
         sources.append(build_dir / fname)
     (build_dir / "config.json").write_text(config.to_json())
+    (build_dir / "variant").write_text(variant + "\n")
     if sim == "verilator":
         (build_dir / "public.vlt").write_text(vlt)
         sources.append(build_dir / "public.vlt")
@@ -253,7 +255,7 @@ def build(
     seconds = time.perf_counter() - t0
     stamp.write_text(f"{seconds:.3f}\n")
     _write_index(index, build_dir)
-    prune_builds(BUILD_ROOT / "sim" / sim, config.name, top, keep=keep)
+    prune_builds(BUILD_ROOT / "sim" / sim, config.name, top, variant, keep=keep)
     return Build(sim, config, build_dir, toplevel, seconds)
 
 
@@ -271,15 +273,30 @@ def _keep_builds() -> int:
     return keep
 
 
-def _touch(stamp: Path) -> None:
+def _variant_key(config: HWConfig, sim: str, top: str, dram_bytes: int | None) -> str:
+    """What a build is a version of: the simulator, bench, DRAM size and config (not the RTL)."""
+    text = f"{sim}\0{top}\0{dram_bytes}\0{config.to_json()}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _touch(build_dir: Path, variant: str) -> None:
     """Mark a build as used now (its stamp's mtime orders :func:`prune_builds`)."""
     with contextlib.suppress(OSError):
-        os.utime(stamp)
+        os.utime(build_dir / "built.stamp")
+        marker = build_dir / "variant"
+        if not marker.exists():  # a build from before the markers
+            marker.write_text(variant + "\n")
 
 
-def prune_builds(sim_root: Path, config_name: str, top: str, *, keep: int) -> list[Path]:
-    """Delete all but the ``keep`` most recently used builds of ``config_name``'s ``top`` bench
-    under ``sim_root`` (``build/sim/<simulator>``), and index entries that point at no build.
+def prune_builds(
+    sim_root: Path, config_name: str, top: str, variant: str, *, keep: int
+) -> list[Path]:
+    """Delete all but the ``keep`` most recently used builds of one variant (config, bench,
+    DRAM size: `_variant_key`) of ``config_name``'s ``top`` bench under ``sim_root``
+    (``build/sim/<simulator>``): the older versions of its RTL. Other variants (another DRAM
+    size, another config of the same name) are left alone; a build without a ``variant`` marker
+    (made before the markers) counts as this variant's. Index entries that point at no build are
+    removed.
 
     A build's last use is its ``built.stamp``'s mtime (touched on every reuse). A directory
     without a stamp is a build in progress unless it is older than ``STALE_UNFINISHED_SECONDS``.
@@ -294,6 +311,9 @@ def prune_builds(sim_root: Path, config_name: str, top: str, *, keep: int) -> li
             continue
         stamp = path / "built.stamp"
         try:
+            marker = path / "variant"
+            if marker.exists() and marker.read_text().strip() != variant:
+                continue
             if stamp.exists():
                 finished.append((stamp.stat().st_mtime, path))
             elif now - path.stat().st_mtime > STALE_UNFINISHED_SECONDS:

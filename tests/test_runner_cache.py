@@ -8,10 +8,12 @@ import pytest
 from tb import runner
 
 
-def _fake_build(root, name, used_at, *, finished=True):
+def _fake_build(root, name, used_at, *, finished=True, variant="v1"):
     path = root / name
     path.mkdir(parents=True)
     (path / "Vtop").write_text("binary")
+    if variant is not None:
+        (path / "variant").write_text(variant + "\n")
     if finished:
         stamp = path / "built.stamp"
         stamp.write_text("1.0\n")
@@ -26,7 +28,7 @@ def test_prune_keeps_the_most_recently_used_builds_of_one_config_and_bench(tmp_p
     old = [_fake_build(tmp_path, f"default-core-{i:012x}", now - 1000 * (i + 1)) for i in range(5)]
     other_top = _fake_build(tmp_path, "default-array-aaaaaaaaaaaa", now - 9000)
     other_cfg = _fake_build(tmp_path, "default_ws-core-bbbbbbbbbbbb", now - 9000)
-    removed = runner.prune_builds(tmp_path, "default", "core", keep=2)
+    removed = runner.prune_builds(tmp_path, "default", "core", "v1", keep=2)
     assert sorted(removed) == sorted(old[2:])
     assert all(p.is_dir() for p in old[:2])
     assert not any(p.exists() for p in old[2:])
@@ -44,7 +46,7 @@ def test_prune_spares_a_build_in_progress_but_not_an_abandoned_one(tmp_path):
         now - 2 * runner.STALE_UNFINISHED_SECONDS,
         finished=False,
     )
-    removed = runner.prune_builds(tmp_path, "tiny", "core", keep=1)
+    removed = runner.prune_builds(tmp_path, "tiny", "core", "v1", keep=1)
     assert removed == [abandoned]
     assert kept.is_dir() and building.is_dir()
 
@@ -57,15 +59,28 @@ def test_prune_drops_index_entries_of_removed_builds(tmp_path):
     index.mkdir()
     (index / "keep").write_text(new.name + "\n")
     (index / "stale").write_text("tiny-array-000000000002\n")
-    runner.prune_builds(tmp_path, "tiny", "array", keep=1)
+    runner.prune_builds(tmp_path, "tiny", "array", "v1", keep=1)
     assert sorted(p.name for p in index.iterdir()) == ["keep"]
 
 
+def test_prune_keeps_other_variants_of_a_config(tmp_path):
+    # another DRAM size (or another config of the same name) is not an older version
+    now = time.time()
+    mine = [_fake_build(tmp_path, f"default-core-{i:012x}", now - i) for i in range(3)]
+    dram32 = _fake_build(tmp_path, "default-core-00000000000a", now - 9000, variant="v2")
+    legacy = _fake_build(tmp_path, "default-core-00000000000b", now - 9000, variant=None)
+    removed = runner.prune_builds(tmp_path, "default", "core", "v1", keep=2)
+    assert sorted(removed) == sorted([mine[2], legacy])  # unmarked: counted as this variant
+    assert dram32.is_dir()
+
+
 def test_reuse_marks_a_build_as_recently_used(tmp_path):
-    stamp = _fake_build(tmp_path, "tiny-core-000000000001", time.time() - 5000) / "built.stamp"
+    build_dir = _fake_build(tmp_path, "tiny-core-000000000001", time.time() - 5000, variant=None)
+    stamp = build_dir / "built.stamp"
     before = stamp.stat().st_mtime
-    runner._touch(stamp)
+    runner._touch(build_dir, "v3")
     assert stamp.stat().st_mtime > before + 4000
+    assert (build_dir / "variant").read_text().strip() == "v3"
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "three"])
