@@ -311,6 +311,9 @@ class LayerMapping:
         The model's prediction for ``plan``.
     candidates : int
         Candidate plans of the search (0 where an identical layer's search was reused).
+    groups : tuple of int
+        A grouped convolution's ``(groups per segment, groups)`` (`kernels.lower.array_form`),
+        else ``(1, 1)``.
     """
 
     name: str
@@ -321,6 +324,7 @@ class LayerMapping:
     plan: Plan | None
     cost: LayerCost | None
     candidates: int = 0
+    groups: tuple[int, int] = (1, 1)
 
     @property
     def cycles(self) -> int:
@@ -332,8 +336,10 @@ class LayerMapping:
 
     @property
     def plan_text(self) -> str:
-        """The plan in a few characters: ``ws 9x56 db res``, ``28x28 db``, ``-``."""
-        return _plan_text(self.plan)
+        """The plan in a few characters: ``ws 9x56 db res``, ``28x28 db``, ``-``; a grouped
+        convolution adds its groups per segment: ``ws 9x56 db res 4/32g``."""
+        pack, groups = self.groups
+        return _plan_text(self.plan) + (f" {pack}/{groups}g" if groups > 1 else "")
 
     def to_dict(self) -> dict[str, Any]:
         c = self.cost
@@ -352,6 +358,8 @@ class LayerMapping:
             "energy_pj": c.energy_pj if c else 0.0,
             "utilization": c.utilization if c else 0.0,
             "candidates": self.candidates,
+            "groups_per_segment": self.groups[0],
+            "groups": self.groups[1],
         }  # fmt: skip
 
 
@@ -584,6 +592,9 @@ def map_network(
             candidates += considered
         evaluations += n
         engine = "vector" if isinstance(plan, VectorPlan) else "array"
+        groups = (1, 1)
+        if isinstance(node.op, Conv2D) and node.op.groups > 1:
+            groups = (array_form(node.op, config).pack, node.op.groups)
         layers.append(
             LayerMapping(
                 node.name,
@@ -594,6 +605,7 @@ def map_network(
                 plan,
                 cost,
                 considered if not naive else 1,
+                groups,
             )
         )
     return NetworkMapping(

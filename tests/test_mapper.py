@@ -31,6 +31,7 @@ LAYERS = [
     DepthwiseConv2D("dw", h=28, w=28, c=144, k=3, stride=2, pad=1),
     Add("add", h=14, w=14, c=96),
     global_avg_pool("gap", h=7, w=7, c=320),
+    Conv2D("g32", h=28, w=28, cin=256, cout=256, k=3, stride=2, pad=1, groups=32),
 ]
 
 
@@ -136,6 +137,19 @@ def test_k_group_candidates_only_when_nothing_fits_unsplit():
             TilePlan(1, 1, double, False, n_outer, k_groups=lo - 1).validate(cfg, deep)
         assert hi == 1 << lo.bit_length()  # and the next power of two
     assert naive_plan(cfg, deep).k_groups > 1
+
+
+def test_resnext50_groups_run_side_by_side():
+    mapped = map_network(load_config("default"), get_network("resnext50"))
+    by_name = {lm.name: lm for lm in mapped.layers}
+    # 4-, 8-, 16- and 32-channel groups on a 16x16 array: 4, 2, 1 and 1 per segment
+    for name, pack in [("layer1.0", 4), ("layer2.0", 2), ("layer3.0", 1), ("layer4.0", 1)]:
+        lm = by_name[f"{name}.conv2"]
+        assert lm.groups == (pack, 32)
+        assert lm.plan_text.endswith(f" {pack}/32g")
+        assert (lm.to_dict()["groups_per_segment"], lm.to_dict()["groups"]) == (pack, 32)
+    assert by_name["layer1.0.conv1"].groups == (1, 1)
+    assert "g" not in by_name["layer1.0.conv1"].plan_text.split()[-1]
 
 
 def test_vgg16_fc6_maps_with_k_groups():
