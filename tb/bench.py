@@ -179,7 +179,7 @@ def bench_depthwise(naive: bool = True, input_size: int = 224) -> list[dict]:
     return rows
 
 
-MAP_NETWORKS = ("mobilenetv2", "resnet50", "vgg16", "googlenet", "alexnet")
+MAP_NETWORKS = ("mobilenetv2", "resnet50", "resnext50", "vgg16", "googlenet", "alexnet")
 MAP_REPEATS = 5
 
 
